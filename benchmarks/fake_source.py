@@ -1,0 +1,214 @@
+"""A local paginated REST source serving an `Enterprise` in canonical field names.
+
+    with FakeSource(enterprise) as source:
+        requests.get(f"{source.url}/staff", params={"page": 1, "page_size": 500}).json()
+        # {"data": [...], "page": 1, "total_pages": 4, "total": 2000}
+
+Routes: ``GET /org_units``, ``/staff``, ``/party_orgs`` (``covers`` as a ';'-joined string),
+``/party_members``, ``/performance`` with ``page`` (from 1) and ``page_size`` (default 1000). The
+pages are serialized to bytes up front (and again after `Enterprise.mutate`), so a benchmark
+measures the engine, not this server. `fail()` injects the faults real sources show: an HTML
+error page with status 200, a body cut off mid-JSON, a short page, an empty answer, a 500.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from benchmarks.answer_key import Record
+from benchmarks.enterprise import KINDS, Enterprise
+
+FAILURE_MODES = ("html", "truncate", "short", "empty", "error")
+MAX_PAGE_SIZE = 10_000
+HTML_ERROR = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
+              b"<body><h1>502 Bad Gateway</h1><p>The upstream server is unavailable.</p></body></html>")
+
+
+def _wire(kind: str, record: Record) -> Record:
+    """A record as the REST source sends it: canonical, with list fields ';'-joined."""
+    if kind == "party_orgs":
+        return {**record, "covers": ";".join(record["covers"])}
+    return record
+
+
+def _body(data: list[Record], page: int, total_pages: int, total: int) -> bytes:
+    return json.dumps({"data": data, "page": page, "total_pages": total_pages, "total": total},
+                      ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class _Pages:
+    """Pre-serialized pages of every kind for one page size."""
+
+    def __init__(self, enterprise: Enterprise, page_size: int) -> None:
+        self.page_size = page_size
+        self.bodies: dict[str, list[bytes]] = {}
+        self.records: dict[str, list[list[Record]]] = {}
+        self.totals: dict[str, int] = {}
+        for kind in KINDS:
+            records = [_wire(kind, r) for r in enterprise.records(kind)]
+            chunks = [records[i:i + page_size] for i in range(0, len(records), page_size)]
+            self.records[kind] = chunks
+            self.totals[kind] = len(records)
+            self.bodies[kind] = [_body(c, n, len(chunks), len(records)) for n, c in enumerate(chunks, 1)]
+
+    def body(self, kind: str, page: int) -> bytes:
+        bodies = self.bodies[kind]
+        if 1 <= page <= len(bodies):
+            return bodies[page - 1]
+        return _body([], page, len(bodies), self.totals[kind])  # past the end: an empty page
+
+
+class FakeSource:
+    """A threaded HTTP server on localhost serving one enterprise; a context manager.
+
+    `url` is the base URL once started. `hits` counts requests per kind. The server notices
+    `Enterprise.mutate` (the enterprise's `version`) and re-serializes on the next request.
+    """
+
+    def __init__(self, enterprise: Enterprise, page_size: int = 1000, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.enterprise = enterprise
+        self.default_page_size = page_size
+        self.hits: Counter[str] = Counter()
+        self._host, self._port = host, port
+        self._lock = threading.Lock()
+        self._pages: dict[int, _Pages] = {}
+        self._version = -1
+        self._failures: dict[tuple[str, int | None], list[Any]] = {}
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> FakeSource:
+        self.pages(self.default_page_size)  # serialize before the first request arrives
+        self._server = ThreadingHTTPServer((self._host, self._port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-source", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeSource:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the fake source is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # ------------------------------------------------------------------ data and faults
+    def pages(self, page_size: int) -> _Pages:
+        """The serialized pages for `page_size`, rebuilt when the enterprise has changed."""
+        with self._lock:
+            if self._version != self.enterprise.version:
+                self._pages.clear()
+                self._version = self.enterprise.version
+            if page_size not in self._pages:
+                self._pages[page_size] = _Pages(self.enterprise, page_size)
+            return self._pages[page_size]
+
+    def fail(self, kind: str, mode: str, page: int | None = None, times: int | None = None) -> None:
+        """Make `kind` misbehave on `page` (every page when None), `times` times (forever when None).
+
+        Modes: ``html`` an HTML error page with status 200; ``truncate`` the JSON body cut in half;
+        ``short`` half the page's records with the totals unchanged; ``empty`` no records (with
+        page None the whole kind answers total 0, like a source that lost its data); ``error``
+        status 500 with a JSON error body.
+        """
+        if kind not in KINDS or mode not in FAILURE_MODES:
+            raise ValueError(f"unknown kind or mode: {kind!r}, {mode!r}")
+        with self._lock:
+            self._failures[(kind, page)] = [mode, times]
+
+    def clear_failures(self) -> None:
+        with self._lock:
+            self._failures.clear()
+
+    def _failure(self, kind: str, page: int) -> tuple[str, bool] | None:
+        """The fault to inject for this request, and whether it applies to the whole kind."""
+        with self._lock:
+            for key in ((kind, page), (kind, None)):
+                entry = self._failures.get(key)
+                if entry is not None:
+                    mode, times = entry
+                    if times is not None:
+                        entry[1] = times - 1
+                        if entry[1] <= 0:
+                            del self._failures[key]
+                    return mode, key[1] is None
+        return None
+
+    def respond(self, kind: str, page: int, page_size: int) -> tuple[int, str, bytes]:
+        """(status, content type, body) for one page request."""
+        self.hits[kind] += 1
+        pages = self.pages(page_size)
+        fault = self._failure(kind, page)
+        mode, whole_kind = fault if fault else (None, False)
+        body = pages.body(kind, page)
+        if mode == "html":
+            return 200, "text/html; charset=utf-8", HTML_ERROR
+        if mode == "error":
+            return 500, "application/json", b'{"error": "internal server error"}'
+        if mode == "truncate":
+            return 200, "application/json", body[: len(body) // 2]
+        if mode in ("short", "empty"):
+            total_pages, total = len(pages.bodies[kind]), pages.totals[kind]
+            chunk = pages.records[kind][page - 1] if 1 <= page <= total_pages else []
+            if mode == "empty" and whole_kind:
+                total_pages = total = 0
+            data = chunk[: len(chunk) // 2] if mode == "short" else []
+            return 200, "application/json", _body(data, page, total_pages, total)
+        return 200, "application/json", body
+
+
+def _handler_for(source: FakeSource) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: benchmarks reuse connections
+        # Headers and body go out in two writes; without this, Nagle + delayed ACK add ~40 ms a page.
+        disable_nagle_algorithm = True
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            parts = urlsplit(self.path)
+            kind = parts.path.strip("/")
+            query = parse_qs(parts.query)
+            if kind not in KINDS:
+                self._send(404, "application/json", b'{"error": "not found"}')
+                return
+            try:
+                page = int(query.get("page", ["1"])[0])
+                page_size = int(query.get("page_size", [str(source.default_page_size)])[0])
+                if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
+                    raise ValueError
+            except ValueError:
+                self._send(400, "application/json", b'{"error": "page and page_size must be positive integers"}')
+                return
+            self._send(*source.respond(kind, page, page_size))
+
+        def _send(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet in tests
+            pass
+
+    return Handler

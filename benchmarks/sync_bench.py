@@ -1,0 +1,145 @@
+"""Sync throughput benchmark: full sync, no-op re-sync and 1 % change re-sync over local HTTP.
+
+    python -m benchmarks.sync_bench --staff 100000 [--database URL] [--floor]
+
+A synthetic enterprise is served page by page by benchmarks.fake_source (canonical field names,
+page-number pagination) and synced with the real `dualline sync` in a child process, so that the
+peak RSS reported is the sync's own (not the generator's or the fake server's). `--floor` also
+times the bare floor: fetch the same pages and insert the rows with one executemany per page.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks.enterprise import generate
+from benchmarks.fake_source import FakeSource
+
+KINDS = ("org_units", "party_orgs", "staff", "party_members", "performance")
+
+
+def write_config(folder: Path, url: str, database: str, page_size: int) -> Path:
+    pagination = {"type": "page_number", "page_param": "page", "size_param": "page_size",
+                  "page_size": page_size, "start": 1, "total_pages_path": "total_pages",
+                  "total_records_path": "total"}
+    endpoints = lambda kinds: {k: {"path": f"/{k}", "records_path": "data"} for k in kinds}  # noqa: E731
+    config = {
+        "database": database,
+        "secret_key": "benchmark-secret-key-0123456789",
+        "sources": {
+            "hr": {"connector": "rest", "url": url, "provides": ["org_units", "staff"],
+                   "mapping": "canonical", "endpoints": endpoints(["org_units", "staff"]),
+                   "pagination": pagination},
+            "party": {"connector": "rest", "url": url, "provides": ["party_orgs", "party_members"],
+                      "mapping": "canonical", "endpoints": endpoints(["party_orgs", "party_members"]),
+                      "pagination": pagination},
+            "appraisal": {"connector": "rest", "url": url, "provides": ["performance"],
+                          "mapping": "canonical", "endpoints": endpoints(["performance"]),
+                          "pagination": pagination},
+        },
+        "guard": {"max_deactivate_ratio": 0.2, "max_deactivate": 100000},
+    }
+    path = folder / "dualline.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def run_child(args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """Run a command; return its wall time, peak RSS (MB) and parsed JSON output."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    try:
+        payload = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    except json.JSONDecodeError:
+        payload = {"raw": out[-2000:]}
+    return {"seconds": seconds, "rss_mb": usage.ru_maxrss / 1024, "exit": proc.returncode,
+            "result": payload, "stderr": err[-2000:]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--staff", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--page-size", type=int, default=1000)
+    parser.add_argument("--database", default=None, help="default: a fresh SQLite file")
+    parser.add_argument("--floor", action="store_true", help="also time fetch + executemany alone")
+    parser.add_argument("--json", action="store_true")
+    opts = parser.parse_args(argv)
+
+    t0 = time.perf_counter()
+    enterprise = generate(staff=opts.staff, seed=opts.seed)
+    gen_seconds = time.perf_counter() - t0
+    sizes = {k: len(enterprise.records(k)) for k in KINDS}
+    report: dict[str, Any] = {"staff": opts.staff, "records": sizes, "generate_seconds": round(gen_seconds, 2)}
+    with tempfile.TemporaryDirectory(prefix="dualline-bench-") as tmp, FakeSource(enterprise, page_size=opts.page_size) as source:
+        folder = Path(tmp)
+        database = opts.database or f"sqlite:///{folder / 'bench.db'}"
+        config = write_config(folder, source.url, database, opts.page_size)
+        env = dict(os.environ, DUALLINE_CONFIG=str(config))
+        env.pop("DUALLINE_DATABASE_URL", None)
+        dualline = [sys.executable, "-c", "from web.cli import main; main()"]
+        if opts.database:
+            _reset_database(opts.database)
+        init = run_child(dualline + ["init"], env)
+        if init["exit"]:
+            print(init["stderr"], file=sys.stderr)
+            return 1
+        phases = {}
+        phases["full"] = run_child(dualline + ["sync", "--json"], env)
+        phases["noop"] = run_child(dualline + ["sync", "--json"], env)
+        changed = enterprise.mutate(fraction=0.01, seed=opts.seed + 1)
+        phases["one_percent"] = run_child(dualline + ["sync", "--json"], env)
+        report["mutated"] = changed
+        if opts.floor:
+            phases["floor"] = run_child(
+                [sys.executable, "-m", "benchmarks.floor", source.url, str(opts.page_size),
+                 f"sqlite:///{folder / 'floor.db'}"], env)
+    for name, phase in phases.items():
+        status = phase["result"].get("status", "?") if name != "floor" else "ok" if phase["exit"] == 0 else "failed"
+        report[name] = {"seconds": round(phase["seconds"], 2), "peak_rss_mb": round(phase["rss_mb"]),
+                        "status": status}
+        if phase["exit"] not in (0,):
+            report[name]["stderr"] = phase["stderr"]
+        if name != "floor":
+            report[name]["counts"] = phase["result"].get("counts")
+            report[name]["mismatches"] = phase["result"].get("mismatches")
+    if opts.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        print(f"enterprise: {opts.staff:,} staff; records per kind: {sizes}")
+        for name in phases:
+            r = report[name]
+            print(f"{name:<12} {r['seconds']:>7.2f} s   peak RSS {r['peak_rss_mb']:>5} MB   {r['status']}")
+    return 0
+
+
+def _reset_database(url: str) -> None:
+    from sqlalchemy import MetaData
+
+    from records.db import make_engine
+
+    engine = make_engine(url)
+    meta = MetaData()
+    meta.reflect(engine)
+    meta.drop_all(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The unified records: SQLAlchemy models, sessions, schema migrations, field protection."""

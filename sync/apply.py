@@ -1,0 +1,388 @@
+"""Apply: execute a run's plan against the unified records, inside the caller's transaction.
+
+Writes are batched (one multi-row INSERT … RETURNING per batch, one executemany UPDATE per
+batch), every applied change leaves a before/after row in `changes` with the run id and actor,
+and nothing is ever deleted: deactivation flips `active` and keeps the history.
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from records.crypto import FieldCipher
+from records.models import (
+    Change,
+    Coverage,
+    Membership,
+    OrgUnit,
+    PartyOrg,
+    Performance,
+    Person,
+    SourceLink,
+    utcnow,
+)
+from sync.fields import SENSITIVE_FIELDS, comparable, shown, stored_comparable, stored_shown, to_columns
+from sync.plan import KIND_ORDER, Item, RunPlan
+
+# Canonical fields each kind writes to its table (anything else a mapping returns is ignored).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "org_units": ("code", "name", "parent_code", "kind", "status", "manager_employee_no"),
+    "party_orgs": ("code", "name", "kind", "parent_code", "secretary", "elected_on", "term_years",
+                   "has_committee", "retirees"),
+    "staff": ("employee_no", "name", "gender", "birth_date", "ethnicity", "education", "id_number",
+              "mobile", "org_unit_code", "position", "employment_status", "hired_on",
+              "political_status", "party_joined_on"),
+    "party_members": ("party_org_code", "category", "joined_on", "full_member_on", "status"),
+    "performance": ("employee_no", "period", "grade", "score", "score_max"),
+}
+PERSON_FROM_ROSTER = ("employee_no", "name", "gender", "birth_date", "ethnicity", "education",
+                      "id_number", "mobile", "position")
+MODEL = {"org_units": OrgUnit, "party_orgs": PartyOrg, "staff": Person,
+         "party_members": Membership, "performance": Performance}
+FEED = {"org_units": "org_unit", "party_orgs": "party_org", "staff": "person",
+        "party_members": "membership", "performance": "performance"}
+MOVE_FIELDS = {"org_unit_code", "parent_code", "party_org_code"}
+BATCH = 1000
+
+
+def chunks(seq: Sequence[Any], size: int = BATCH) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
+
+
+class Applier:
+    """Applies one RunPlan. `ranks` orders sources by authority (lower wins) for shared fields."""
+
+    def __init__(self, session: Session, cipher: FieldCipher, run_id: int | None, actor: str,
+                 ranks: dict[str, int]) -> None:
+        self.session = session
+        self.conn = session.connection()
+        self.cipher = cipher
+        self.run_id = run_id
+        self.actor = actor
+        self.ranks = ranks
+        self.now = utcnow()
+        self.moves: Counter[str] = Counter()
+        self._changes: list[dict[str, Any]] = []
+
+    # -- entry point --------------------------------------------------------------------------
+
+    def apply(self, plan: RunPlan) -> None:
+        for kind in KIND_ORDER:
+            items = plan.items.get(kind)
+            if not items:
+                continue
+            creates = [i for i in items if i.op == "create"]
+            updates = [i for i in items if i.op == "update"]
+            deactivations = [i for i in items if i.op == "deactivate"]
+            if kind == "party_members":
+                self._create_roster_persons(creates)
+            self._insert_entities(kind, [i for i in creates if i.entity_is_new])
+            if kind == "party_members":
+                # A new roster row for a known person may fill what HR left empty.
+                self._update_roster_persons(
+                    [(i.person.id, i) for i in creates if not i.creates_person and i.person_data]  # type: ignore[union-attr]
+                )
+            # A create that merged into an existing record is an update of that record.
+            self._update_entities(kind, [i for i in creates if not i.entity_is_new] + updates)
+            self._write_links(kind, creates + updates)
+            if kind == "party_orgs":
+                self._write_coverage(creates + updates)
+            self._deactivate(kind, deactivations)
+            self._flush_changes()
+        self._link_performance()
+
+    # -- creates ------------------------------------------------------------------------------
+
+    def _row_for(self, kind: str, item: Item, data: dict[str, Any]) -> dict[str, Any]:
+        fields = {f: data[f] for f in COLUMNS[kind] if f in data}
+        row = to_columns(fields, self.cipher)
+        row["provenance"] = {f: item.source for f in fields}
+        row["created_at"] = row["updated_at"] = self.now
+        if kind == "staff":
+            row["staff_active"] = True
+        else:
+            row["active"] = True
+        return row
+
+    def _insert(self, table: Table, rows: list[dict[str, Any]]) -> list[int]:
+        """INSERT … RETURNING id for many rows at once, ids in the order of the rows."""
+        if not rows:
+            return []
+        keys = set().union(*rows)
+        for row in rows:
+            for key in keys - row.keys():
+                row[key] = None
+        ids: list[int] = []
+        for batch in chunks(rows):
+            result = self.conn.execute(
+                insert(table).returning(table.c.id, sort_by_parameter_order=True), list(batch)
+            )
+            ids.extend(r[0] for r in result)
+        return ids
+
+    def _insert_entities(self, kind: str, items: list[Item]) -> None:
+        if not items:
+            return
+        model = MODEL[kind]
+        rows = []
+        for item in items:
+            row = self._row_for(kind, item, item.data or {})
+            if kind == "party_members":
+                row["person_id"] = item.person.id  # type: ignore[union-attr]
+            rows.append(row)
+        for item, new_id in zip(items, self._insert(model.__table__, rows)):
+            item.ref.id = new_id
+            self._record_change(kind, new_id, "create", {
+                f: [None, shown(f, v)] for f, v in (item.data or {}).items() if f in COLUMNS[kind] and v is not None
+            })
+
+    def _create_roster_persons(self, creates: list[Item]) -> None:
+        """Persons known only from the party roster (no staff record, at least not yet)."""
+        items = [i for i in creates if i.creates_person]
+        rows = []
+        for item in items:
+            fields = {f: v for f, v in (item.person_data or {}).items() if f in PERSON_FROM_ROSTER}
+            row = to_columns(fields, self.cipher)
+            row.update(provenance={f: item.source for f in fields}, staff_active=False,
+                       created_at=self.now, updated_at=self.now)
+            rows.append(row)
+        for item, new_id in zip(items, self._insert(Person.__table__, rows)):
+            item.person.id = new_id  # type: ignore[union-attr]
+            self._record_change("staff", new_id, "create", {
+                f: [None, shown(f, v)] for f, v in (item.person_data or {}).items() if v is not None
+            })
+
+    # -- updates ------------------------------------------------------------------------------
+
+    def _load(self, model: Any, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        table = model.__table__
+        out: dict[int, dict[str, Any]] = {}
+        for batch in chunks(sorted(set(ids))):
+            for row in self.conn.execute(select(table).where(table.c.id.in_(batch))):
+                out[row.id] = dict(row._mapping)
+        return out
+
+    def _merge(self, kind: str, item: Item, row: dict[str, Any], data: dict[str, Any],
+               fields: Sequence[str]) -> dict[str, list[Any]]:
+        """Write the item's values into `row` where its source may; return what changed."""
+        changed: dict[str, list[Any]] = {}
+        provenance = dict(row.get("provenance") or {})
+        my_rank = self.ranks.get(item.source, 1 << 20)
+        view = _RowView(row)
+        for name in fields:
+            if name not in data:
+                continue
+            value = data[name]
+            owner = provenance.get(name)
+            current = stored_comparable(name, view)
+            if owner and owner != item.source and self.ranks.get(owner, 1 << 20) < my_rank and current is not None:
+                continue  # a more authoritative source owns this field
+            if name == "employee_no" and kind == "party_members" and current is not None:
+                continue  # a roster never renumbers staff
+            if comparable(name, value, self.cipher) == current:
+                provenance[name] = provenance.get(name) or item.source
+                continue
+            changed[name] = [stored_shown(name, view), shown(name, value)]
+            row.update(to_columns({name: value}, self.cipher))
+            provenance[name] = item.source
+        row["provenance"] = provenance
+        return changed
+
+    def _update_entities(self, kind: str, items: list[Item]) -> None:
+        if not items:
+            return
+        model = MODEL[kind]
+        rows = self._load(model, (i.ref.id for i in items))  # type: ignore[misc]
+        dirty: dict[int, set[str]] = defaultdict(set)
+        person_items: list[tuple[int, Item]] = []
+        active_col = "staff_active" if kind == "staff" else "active"
+        for item in items:
+            row = rows[item.ref.id]  # type: ignore[index]
+            changed = self._merge(kind, item, row, item.data or {}, COLUMNS[kind])
+            if not row[active_col]:
+                row[active_col] = True
+                changed["active"] = [False, True]
+                dirty[row["id"]].add(active_col)
+            if changed:
+                dirty[row["id"]].update(c for c in changed if c != "active")
+                dirty[row["id"]].add("provenance")
+                if MOVE_FIELDS & changed.keys():
+                    self.moves[kind] += 1
+                self._record_change(kind, row["id"], "update", changed)
+            if kind == "party_members" and item.person_data:
+                person_items.append((row["person_id"], item))
+        self._write_rows(model, rows, dirty)
+        if person_items:
+            self._update_roster_persons(person_items)
+
+    def _update_roster_persons(self, person_items: list[tuple[int, Item]]) -> None:
+        if not person_items:
+            return
+        rows = self._load(Person, (pid for pid, _ in person_items))
+        dirty: dict[int, set[str]] = defaultdict(set)
+        for pid, item in person_items:
+            changed = self._merge("party_members", item, rows[pid], item.person_data or {}, PERSON_FROM_ROSTER)
+            if changed:
+                dirty[pid].update(changed)
+                dirty[pid].add("provenance")
+                self._record_change("staff", pid, "update", changed)
+        self._write_rows(Person, rows, dirty)
+
+    def _write_rows(self, model: Any, rows: dict[int, dict[str, Any]], dirty: dict[int, set[str]]) -> None:
+        """One executemany UPDATE per set of changed columns."""
+        by_columns: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
+        for row_id, names in dirty.items():
+            columns: set[str] = set()
+            for name in names:
+                columns.update((f"{name}_enc", f"{name}_hash", f"{name}_masked") if name in SENSITIVE_FIELDS else (name,))
+            row = rows[row_id]
+            params = {c: row[c] for c in columns}
+            params["updated_at"] = self.now
+            params["b_id"] = row_id
+            by_columns[frozenset(params)].append(params)
+        table = model.__table__
+        for keys, params in by_columns.items():
+            stmt = update(table).where(table.c.id == bindparam("b_id")).values(
+                {k: bindparam(k) for k in keys if k != "b_id"}
+            )
+            for batch in chunks(params):
+                self.conn.execute(stmt, list(batch))
+
+    # -- links and coverage -------------------------------------------------------------------
+
+    def _write_links(self, kind: str, items: list[Item]) -> None:
+        new = [
+            {"source": i.source, "kind": kind, "external_id": i.external_id, "entity_id": i.ref.id,
+             "fingerprint": i.fingerprint, "active": True, "last_run_id": self.run_id}
+            for i in items if i.link_id is None
+        ]
+        for batch in chunks(new):
+            self.conn.execute(insert(SourceLink.__table__), list(batch))
+        known = [
+            {"b_id": i.link_id, "fingerprint": i.fingerprint, "last_run_id": self.run_id}
+            for i in items if i.link_id is not None
+        ]
+        table = SourceLink.__table__
+        stmt = update(table).where(table.c.id == bindparam("b_id")).values(
+            fingerprint=bindparam("fingerprint"), last_run_id=bindparam("last_run_id"), active=True
+        )
+        for batch in chunks(known):
+            self.conn.execute(stmt, list(batch))
+
+    def _write_coverage(self, items: list[Item]) -> None:
+        """A source's `covers` list replaces that source's coverage rows for the org."""
+        items = [i for i in items if i.data and "covers" in i.data]
+        if not items:
+            return
+        table = Coverage.__table__
+        codes = [i.data["code"] for i in items]  # type: ignore[index]
+        existing: dict[str, dict[str, str]] = defaultdict(dict)
+        for batch in chunks(codes):
+            for org, unit, origin in self.conn.execute(
+                select(table.c.party_org_code, table.c.org_unit_code, table.c.origin).where(
+                    table.c.party_org_code.in_(batch)
+                )
+            ):
+                existing[org][unit] = origin
+        inserts, removals = [], []
+        for item in items:
+            data = item.data or {}
+            origin = f"source:{item.source}"
+            org = data["code"]
+            wanted = list(dict.fromkeys(data.get("covers") or []))
+            before = sorted(existing[org])
+            dropped = {u for u, o in existing[org].items() if o == origin} - set(wanted)
+            removals.extend((org, u) for u in dropped)
+            inserts.extend(
+                {"party_org_code": org, "org_unit_code": u, "include_descendants": True, "origin": origin,
+                 "created_at": self.now, "updated_at": self.now}
+                for u in wanted if u not in existing[org]
+            )
+            after = sorted((set(existing[org]) - dropped) | set(wanted))
+            if after != before and item.ref.id is not None:
+                self._record_change("party_orgs", item.ref.id, "update", {"covers": [before, after]})
+        for org, unit in removals:
+            self.conn.execute(
+                delete(table).where(table.c.party_org_code == org, table.c.org_unit_code == unit)
+            )
+        for batch in chunks(inserts):
+            self.conn.execute(insert(table), list(batch))
+
+    # -- deactivation -------------------------------------------------------------------------
+
+    def _deactivate(self, kind: str, items: list[Item]) -> None:
+        """Links not seen in a full pull go inactive; an entity goes inactive with its last link."""
+        if not items:
+            return
+        links = SourceLink.__table__
+        stmt = update(links).where(links.c.id == bindparam("b_id")).values(
+            active=False, last_run_id=self.run_id
+        )
+        for batch in chunks(items):
+            self.conn.execute(stmt, [{"b_id": i.link_id} for i in batch])
+        ids = sorted({i.ref.id for i in items})  # type: ignore[type-var]
+        still_linked: set[int] = set()
+        for batch in chunks(ids):
+            still_linked.update(
+                r[0] for r in self.conn.execute(
+                    select(links.c.entity_id).where(
+                        links.c.kind == kind, links.c.active.is_(True), links.c.entity_id.in_(batch)
+                    )
+                )
+            )
+        gone = [i for i in ids if i not in still_linked]
+        model = MODEL[kind]
+        table = model.__table__
+        column = table.c.staff_active if kind == "staff" else table.c.active
+        for batch in chunks(gone):
+            self.conn.execute(
+                update(table).where(table.c.id.in_(batch)).values({column: False, "updated_at": self.now})
+            )
+        for entity_id in gone:
+            self._record_change(kind, entity_id, "deactivate", {"active": [True, False]})
+
+    def _link_performance(self) -> None:
+        """Performance rows point at their person by employee number, set-based."""
+        perf, persons = Performance.__table__, Person.__table__
+        self.conn.execute(
+            update(perf)
+            .where(perf.c.person_id.is_(None))
+            .values(
+                person_id=select(persons.c.id)
+                .where(persons.c.employee_no == perf.c.employee_no)
+                .scalar_subquery()
+            )
+        )
+
+    # -- change feed --------------------------------------------------------------------------
+
+    def _record_change(self, kind: str, entity_id: int, op: str, changed: dict[str, Any]) -> None:
+        self._changes.append(
+            {"run_id": self.run_id, "actor": self.actor, "entity": FEED[kind], "entity_id": entity_id,
+             "op": op, "changed": changed, "at": self.now}
+        )
+        if len(self._changes) >= BATCH * 5:
+            self._flush_changes()
+
+    def _flush_changes(self) -> None:
+        for batch in chunks(self._changes):
+            self.conn.execute(insert(Change.__table__), list(batch))
+        self._changes = []
+
+
+class _RowView:
+    """Attribute access over a row dict, for the field helpers."""
+
+    __slots__ = ("_row",)
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self._row = row
+
+    def __getattr__(self, name: str) -> Any:
+        return self._row.get(name)
+

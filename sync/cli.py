@@ -1,0 +1,196 @@
+"""CLI of the sync: `dualline sync`, `dualline runs`, `dualline mismatches`.
+
+Exit codes (DESIGN.md): 0 done; 1 failed; 2 bad usage or config; 3 held by the guard.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from sqlalchemy import func, select
+
+from records.db import session_factory
+from records.models import Mismatch, Person, SyncRun
+from sync.engine import RunResult, SyncEngine
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HELD = 0, 1, 2, 3
+STATUS_EXIT = {"succeeded": EXIT_OK, "dry_run": EXIT_OK, "failed": EXIT_FAILED, "held": EXIT_HELD}
+MISMATCH_STATES = ("open", "resolved", "ignored", "closed", "all")
+
+
+def _runtime():
+    return current_app.extensions["dualline"].runtime()
+
+
+class TerminalProgress:
+    """Per source and kind: records read and rate, rewritten in place on a terminal."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.started: dict[tuple[str, str], float] = {}
+        self.current: tuple[str, str] | None = None
+
+    def __call__(self, source: str, kind: str, read: int) -> None:
+        if not self.enabled:
+            return
+        key = (source, kind)
+        if key != self.current:
+            if self.current is not None:
+                sys.stderr.write("\n")
+            self.current = key
+            self.started[key] = time.perf_counter()
+        elapsed = max(time.perf_counter() - self.started[key], 1e-6)
+        sys.stderr.write(f"\r  {source}/{kind}: {read:,} read ({read / elapsed:,.0f}/s)   ")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled and self.current is not None:
+            sys.stderr.write("\n")
+
+
+def print_summary(result: RunResult) -> None:
+    label = {"succeeded": "done", "dry_run": "dry run (nothing written)", "failed": "FAILED",
+             "held": "HELD by the guard (nothing applied)"}[result.status]
+    run = f"run {result.run_id}" if result.run_id else "run"
+    click.echo(f"{run}: {label} in {result.seconds:.1f}s")
+    if result.counts:
+        click.echo(f"  {'kind':<15}{'created':>9}{'updated':>9}{'deactiv.':>9}{'unchanged':>11}{'quarant.':>9}{'ambig.':>7}")
+        for kind, c in result.counts.items():
+            click.echo(f"  {kind:<15}{c['created']:>9}{c['updated']:>9}{c['deactivated']:>9}"
+                       f"{c['unchanged']:>11}{c['quarantined']:>9}{c['ambiguous']:>7}")
+    if result.moves:
+        click.echo("  moves: " + ", ".join(f"{k} {v}" for k, v in result.moves.items()))
+    for err in result.errors:
+        where = "/".join(x for x in (err.get("source"), err.get("kind")) if x)
+        click.echo(f"  error {where} [{err.get('error_class')}]: {err.get('message')}", err=True)
+    for reason in result.guard.get("reasons", []):
+        click.echo(f"  guard: {reason}")
+    if result.status == "held":
+        click.echo("  review the plan, then rerun with --approve (or approve the run in the console)")
+    for q in result.quarantined[:10]:
+        row = f" row {q['row']}" if q.get("row") else ""
+        click.echo(f"  quarantined {q['source']}/{q['kind']}{row}: {q['field'] + ': ' if q.get('field') else ''}{q['reason']}")
+    total_q = sum(c["quarantined"] for c in result.counts.values())
+    if total_q > 10:
+        click.echo(f"  … {total_q - 10} more quarantined (see `dualline runs` / the console)")
+    if result.mismatches:
+        m = result.mismatches
+        click.echo(f"  mismatches: {m['opened']} opened, {m['closed']} closed, {m['open']} open")
+        for rule, n in sorted(result.mismatches_by_rule.items()):
+            click.echo(f"    {rule:<20}{n:>6}")
+    if result.status == "dry_run":
+        for entry in result.plan:
+            click.echo(f"  plan {entry['kind']} {entry['op']}: {entry['total']}  e.g. "
+                       + ", ".join(s["label"] for s in entry["sample"][:5]))
+
+
+@click.command("sync")
+@click.argument("sources", nargs=-1)
+@click.option("--dry-run", is_flag=True, help="Do everything but write nothing; print the plan.")
+@click.option("--full", is_flag=True, help="Full pull (detects deletions) even where incremental is possible.")
+@click.option("--approve", is_flag=True, help="Apply even if the guard would hold the run.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def sync_command(sources: tuple[str, ...], dry_run: bool, full: bool, approve: bool, as_json: bool) -> None:
+    """Run sources (all when none are named)."""
+    progress = None if as_json else TerminalProgress()
+    engine = SyncEngine(_runtime(), progress=progress)
+    result = engine.run(list(sources) or None, dry_run=dry_run, full=full, approve=approve)
+    if progress:
+        progress.done()
+    if as_json:
+        click.echo(json.dumps(result.as_json(), ensure_ascii=False, default=str))
+    else:
+        print_summary(result)
+    sys.exit(STATUS_EXIT[result.status])
+
+
+@click.command("runs")
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def runs_command(limit: int, as_json: bool) -> None:
+    """List recent sync runs."""
+    runtime = _runtime()
+    with session_factory(runtime.engine)() as session:
+        runs = session.scalars(select(SyncRun).order_by(SyncRun.id.desc()).limit(limit)).all()
+    items = [
+        {"id": r.id, "status": r.status, "sources": r.sources, "full": r.full, "actor": r.actor,
+         "started_at": r.started_at.isoformat() if r.started_at else None,
+         "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+         "counts": r.counts, "mismatches": r.mismatches, "error": r.error}
+        for r in runs
+    ]
+    if as_json:
+        click.echo(json.dumps({"items": items}, ensure_ascii=False))
+        return
+    if not items:
+        click.echo("no runs yet: try `dualline sync`")
+    for r in items:
+        counts = ", ".join(f"{k} +{v['created']}~{v['updated']}-{v['deactivated']}" for k, v in (r["counts"] or {}).items())
+        click.echo(f"#{r['id']:<5} {r['status']:<10} {r['started_at'][:19]}  {','.join(r['sources'])}  {counts}")
+        if r["error"]:
+            click.echo(f"       {r['error']}")
+
+
+def mismatch_item(m: Mismatch, person: Any, reveal: bool, cipher: Any) -> dict[str, Any]:
+    subject: dict[str, Any] = {"type": m.subject_type, "id": m.subject_id, "label": m.subject_label}
+    if m.subject_type == "org_unit":
+        subject["code"] = m.org_unit_code
+    elif m.subject_type == "party_org":
+        subject["code"] = m.party_org_code
+    details = m.details or {}
+    if person is not None:
+        subject["employee_no"] = person.employee_no
+        subject["id_number"] = cipher.decrypt(person.id_number_enc) if reveal else person.id_number_masked
+    elif m.rule == "ambiguous_match":
+        record = details.get("record", {})
+        subject["employee_no"] = record.get("employee_no")
+        subject["birth_date"] = record.get("birth_date")
+        subject["source"] = details.get("source")
+    return {"id": m.id, "rule": m.rule, "state": m.state, "severity": m.severity, "subject": subject,
+            "details": details, "opened_at": m.opened_at.isoformat() if m.opened_at else None}
+
+
+@click.command("mismatches")
+@click.option("--rule", default=None, help="Only this rule id.")
+@click.option("--state", default="open", show_default=True, type=click.Choice(MISMATCH_STATES))
+@click.option("--reveal", is_flag=True, help="Show ID numbers unmasked (operators only).")
+@click.option("--limit", default=None, type=int)
+@click.option("--json", "as_json", is_flag=True)
+def mismatches_command(rule: str | None, state: str, reveal: bool, limit: int | None, as_json: bool) -> None:
+    """List mismatches between the business line and the party line."""
+    runtime = _runtime()
+    cipher = runtime.cipher if reveal else None
+    query = select(Mismatch, Person).outerjoin(
+        Person, (Mismatch.subject_type == "person") & (Person.id == Mismatch.subject_id)
+    )
+    count = select(func.count(Mismatch.id))
+    if rule:
+        query, count = query.where(Mismatch.rule == rule), count.where(Mismatch.rule == rule)
+    if state == "closed":
+        query, count = query.where(Mismatch.closed_at.is_not(None)), count.where(Mismatch.closed_at.is_not(None))
+    elif state != "all":
+        cond = (Mismatch.state == state) & Mismatch.closed_at.is_(None)
+        query, count = query.where(cond), count.where(cond)
+    query = query.order_by(Mismatch.rule, Mismatch.id)
+    if limit:
+        query = query.limit(limit)
+    with session_factory(runtime.engine)() as session:
+        total = session.scalar(count) or 0
+        items = [mismatch_item(m, p, reveal, cipher) for m, p in session.execute(query)]
+    if as_json:
+        click.echo(json.dumps({"items": items, "total": total}, ensure_ascii=False, default=str))
+        return
+    for it in items:
+        s = it["subject"]
+        ident = s.get("employee_no") or s.get("code") or ""
+        click.echo(f"#{it['id']:<6} {it['rule']:<20} {it['state']:<8} {s.get('label') or ''} {ident}")
+    click.echo(f"{total} mismatch(es)")
+
+
+def init_app(app: Flask) -> None:
+    for command in (sync_command, runs_command, mismatches_command):
+        app.cli.add_command(command)

@@ -1,0 +1,177 @@
+"""Correlation: which person is this record about?
+
+Strong keys first — the source link (handled by the planner), then the employee number, then the
+keyed hash of the ID number. A record with neither is matched only by weak keys (name and birth
+date), and any weak candidate needs a human. Whenever more than one person could be meant, the
+answer is an ambiguity, never a guess.
+
+The index is loaded lazily (a no-op re-sync never needs it) and grows with the persons planned in
+the same run, so that a roster row can find a person the staff pull is about to create.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from records.models import Membership, Person, SourceLink
+from sync.plan import Ref
+
+
+@dataclass(slots=True)
+class PersonFacts:
+    ref: Ref
+    name: str | None
+    employee_no: str | None
+    birth_date: str | None
+    id_hash: str | None
+    # (source, external id) of active links per kind: to see two records of one source claim one person
+    staff_links: set[tuple[str, str]] = field(default_factory=set)
+    member_links: set[tuple[str, str]] = field(default_factory=set)
+
+
+@dataclass
+class Placement:
+    """Where a record goes: an existing or new person, or nowhere (ambiguous, with why)."""
+
+    person: PersonFacts | None
+    is_new: bool = False
+    candidates: list[PersonFacts] = field(default_factory=list)
+    reason: str = ""
+
+    @property
+    def ambiguous(self) -> bool:
+        return self.person is None
+
+
+class PersonIndex:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._loaded = False
+        self.by_id: dict[int, PersonFacts] = {}
+        self.by_emp: dict[str, PersonFacts] = {}
+        self.by_idh: dict[str, list[PersonFacts]] = defaultdict(list)
+        self.by_name: dict[str, list[PersonFacts]] = defaultdict(list)
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        rows = self._session.execute(
+            select(Person.id, Person.name, Person.employee_no, Person.birth_date, Person.id_number_hash)
+        )
+        for pid, name, emp, birth, idh in rows:
+            self._register(
+                PersonFacts(Ref(pid), name, emp, birth.isoformat() if birth else None, idh)
+            )
+        links = self._session.execute(
+            select(SourceLink.entity_id, SourceLink.source, SourceLink.external_id).where(
+                SourceLink.kind == "staff", SourceLink.active.is_(True)
+            )
+        )
+        for pid, source, ext in links:
+            if pid in self.by_id:
+                self.by_id[pid].staff_links.add((source, ext))
+        members = self._session.execute(
+            select(Membership.person_id, SourceLink.source, SourceLink.external_id)
+            .join(SourceLink, (SourceLink.entity_id == Membership.id) & (SourceLink.kind == "party_members"))
+            .where(SourceLink.active.is_(True), Membership.active.is_(True))
+        )
+        for pid, source, ext in members:
+            if pid in self.by_id:
+                self.by_id[pid].member_links.add((source, ext))
+
+    def _register(self, facts: PersonFacts) -> None:
+        if facts.ref.id is not None:
+            self.by_id[facts.ref.id] = facts
+        if facts.employee_no:
+            self.by_emp[facts.employee_no] = facts
+        if facts.id_hash:
+            self.by_idh[facts.id_hash].append(facts)
+        if facts.name:
+            self.by_name[facts.name].append(facts)
+
+    def _learn(self, facts: PersonFacts, employee_no: str | None, id_hash: str | None) -> None:
+        """A matched record taught us more keys for this person."""
+        if employee_no and not facts.employee_no:
+            facts.employee_no = employee_no
+            self.by_emp[employee_no] = facts
+        if id_hash and not facts.id_hash:
+            facts.id_hash = id_hash
+            self.by_idh[id_hash].append(facts)
+
+    def facts_for(self, person_id: int) -> PersonFacts | None:
+        self._load()
+        return self.by_id.get(person_id)
+
+    # -- matching -----------------------------------------------------------------------------
+
+    def _strong_candidates(self, employee_no: str | None, id_hash: str | None) -> list[PersonFacts]:
+        found: list[PersonFacts] = []
+        if employee_no and employee_no in self.by_emp:
+            found.append(self.by_emp[employee_no])
+        if id_hash:
+            for facts in self.by_idh.get(id_hash, ()):
+                if facts not in found:
+                    found.append(facts)
+        return found
+
+    def _new(self, name: str | None, employee_no: str | None, birth: str | None, id_hash: str | None) -> PersonFacts:
+        facts = PersonFacts(Ref(), name, employee_no, birth, id_hash)
+        self._register(facts)
+        return facts
+
+    def place_staff(self, source: str, external_id: str, data: dict, id_hash: str | None) -> Placement:
+        self._load()
+        emp = data.get("employee_no")
+        found = self._strong_candidates(emp, id_hash)
+        if not found:
+            facts = self._new(data.get("name"), emp, data.get("birth_date"), id_hash)
+            facts.staff_links.add((source, external_id))
+            return Placement(facts, is_new=True)
+        if len(found) > 1:
+            return Placement(None, candidates=found, reason="employee number and ID number point to different persons")
+        facts = found[0]
+        if any(src == source for src, _ in facts.staff_links):
+            return Placement(None, candidates=found, reason="another record of this source is already this person (same ID number)")
+        if emp and facts.employee_no and facts.employee_no != emp:
+            return Placement(None, candidates=found, reason="same ID number as a person with another employee number")
+        self._learn(facts, emp, id_hash)
+        facts.staff_links.add((source, external_id))
+        return Placement(facts)
+
+    def place_member(
+        self, source: str, external_id: str, data: dict, id_hash: str | None, weak_key: bool
+    ) -> Placement:
+        self._load()
+        name, birth, emp = data.get("name"), data.get("birth_date"), data.get("employee_no")
+        if weak_key:
+            found = [
+                f
+                for f in self.by_name.get(name or "", ())
+                if not birth or not f.birth_date or f.birth_date == birth
+            ]
+            if found:
+                return Placement(
+                    None, candidates=found, reason="no ID number or employee number; matched by name only"
+                )
+            facts = self._new(name, None, birth, None)
+            facts.member_links.add((source, external_id))
+            return Placement(facts, is_new=True)
+        found = self._strong_candidates(emp, id_hash)
+        if len(found) > 1:
+            return Placement(None, candidates=found, reason="employee number and ID number point to different persons")
+        if not found:
+            facts = self._new(name, emp, birth, id_hash)
+            facts.member_links.add((source, external_id))
+            return Placement(facts, is_new=True)
+        facts = found[0]
+        if any(src == source for src, _ in facts.member_links):
+            return Placement(None, candidates=found, reason="another row of this roster is already this person")
+        self._learn(facts, emp, id_hash)
+        facts.member_links.add((source, external_id))
+        return Placement(facts)

@@ -1,0 +1,289 @@
+"""The sync engine: one run, from source pages to aligned records.
+
+    stream pages → map → correlate → diff by fingerprint → plan → guard → apply → align
+
+Everything a run changes — records, source links, cursors, change feed rows, quarantine,
+mismatches and the run's own outcome — commits in ONE transaction, written in batches. A crash
+or kill at any point leaves the previous consistent state (the run row, committed at start, is
+marked interrupted by the next run). A failed pull applies nothing; a held run applies nothing;
+`dry_run` does all the work and rolls it back, so its numbers are exact.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from connectors import Connector, get_connector_class
+from mappings import Mapping, MappingSpecError, load_mapping
+from records.crypto import mask_id_number
+from records.db import session_factory
+from records.models import Quarantine, SourceCursor, SyncRun, utcnow
+from sync.alignment import align
+from sync.apply import Applier
+from sync.config import ConfigError, SourceConfig
+from sync.guard import check
+from sync.plan import KIND_ORDER, RunPlan
+from sync.planner import Planner
+from sync.runtime import Runtime
+
+ProgressFn = Callable[[str, str, int], None]
+
+
+@dataclass
+class RunResult:
+    run_id: int | None
+    status: str  # succeeded | failed | held | dry_run
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    mismatches: dict[str, int] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    guard: dict[str, Any] = field(default_factory=dict)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+    ambiguous: list[dict[str, Any]] = field(default_factory=list)
+    moves: dict[str, int] = field(default_factory=dict)
+    mismatches_by_rule: dict[str, int] = field(default_factory=dict)
+    plan: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "counts": self.counts,
+            "mismatches": self.mismatches,
+            "mismatches_by_rule": self.mismatches_by_rule,
+            "moves": self.moves,
+            "errors": self.errors,
+            "guard": self.guard,
+            "quarantined": self.quarantined,
+            "ambiguous": self.ambiguous,
+            "plan": self.plan,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class SyncEngine:
+    def __init__(self, runtime: Runtime, progress: ProgressFn | None = None) -> None:
+        self.runtime = runtime
+        self.config = runtime.config
+        self.progress = progress
+        self.sessions = session_factory(runtime.engine)
+
+    # -- setup --------------------------------------------------------------------------------
+
+    def select_sources(self, names: Sequence[str] | None) -> list[SourceConfig]:
+        if not names:
+            if not self.config.sources:
+                raise ConfigError("no sources configured (add a `sources:` block to dualline.yaml)")
+            return list(self.config.sources.values())
+        unknown = [n for n in names if n not in self.config.sources]
+        if unknown:
+            raise ConfigError(
+                f"unknown source {', '.join(unknown)}; configured: {', '.join(self.config.sources) or 'none'}"
+            )
+        return [self.config.sources[n] for n in names]
+
+    def _build(self, source: SourceConfig) -> tuple[Connector, Mapping]:
+        cls = get_connector_class(source.connector)
+        connector = cls(source.name, source.block, base_dir=self.config.base_dir)
+        try:
+            mapping = load_mapping(source.mapping or cls.default_mapping, base_dir=self.config.base_dir)
+        except MappingSpecError as exc:
+            raise ConfigError(f"sources.{source.name}.mapping: {exc}") from None
+        missing = [k for k in source.provides if k not in mapping.kinds()]
+        if missing:
+            raise ConfigError(
+                f"sources.{source.name}.mapping: mapping {mapping.name!r} has no spec for {', '.join(missing)}"
+            )
+        return connector, mapping
+
+    def _ranks(self, sources: list[SourceConfig]) -> dict[str, int]:
+        """Authority for fields several sources feed: HR (staff) sources first, then config order."""
+        ordered = sorted(self.config.sources.values(), key=lambda s: ("staff" not in s.provides, s.priority))
+        return {s.name: i for i, s in enumerate(ordered)}
+
+    # -- a run --------------------------------------------------------------------------------
+
+    def run(
+        self,
+        source_names: Sequence[str] | None = None,
+        *,
+        dry_run: bool = False,
+        full: bool = False,
+        approve: bool = False,
+        actor: str = "cli",
+    ) -> RunResult:
+        started = time.perf_counter()
+        sources = self.select_sources(source_names)
+        built = {s.name: self._build(s) for s in sources}
+        cipher = self.runtime.cipher
+        run_id = None if dry_run else self._start_run(sources, full, approve, actor)
+        plan = RunPlan()
+        result = RunResult(run_id=run_id, status="running")
+        session = self.sessions()
+        try:
+            session.begin()
+            planner = Planner(session, cipher, plan, self.config.party_org_names)
+            cursors = self._cursors(session)
+            for kind in KIND_ORDER:
+                for source in sources:
+                    if kind not in source.provides:
+                        continue
+                    connector, mapping = built[source.name]
+                    since = None
+                    if not full and connector.is_incremental(kind):
+                        since = cursors.get((source.name, kind))
+                    planner.plan_pull(source, connector, mapping, kind, since, self.progress)
+            result.counts = plan.summary_counts()
+            result.quarantined = [_quarantine_view(q) for q in plan.quarantined[:200]]
+            result.ambiguous = [
+                {"source": a.source, "kind": a.kind, "label": a.label, "reason": a.reason,
+                 "candidates": a.candidates}
+                for a in plan.ambiguities
+            ]
+            result.plan = plan.describe()
+            if plan.failed:
+                result.errors = [
+                    {"source": s.source, "kind": s.kind, "error_class": s.error_class, "message": s.error,
+                     "records_read": s.read}
+                    for s in plan.failed
+                ]
+                session.rollback()
+                return self._finish(result, plan, "failed", started)
+            decision = check(plan, **self.config.guard)
+            result.guard = decision.as_dict() | {"approved": bool(approve and decision.held)}
+            if decision.held and not approve and not dry_run:
+                session.rollback()
+                return self._finish(result, plan, "held", started)
+
+            applier = Applier(session, cipher, run_id, actor, self._ranks(sources))
+            applier.apply(plan)
+            result.moves = dict(applier.moves)
+            pulled = [(s.source, s.kind, s.full) for s in plan.stats]
+            alignment = align(session, run_id, actor, plan.ambiguities, pulled)
+            result.mismatches = alignment.as_dict()
+            result.mismatches_by_rule = alignment.by_rule
+            if dry_run:
+                session.rollback()
+                result.status = "dry_run"
+                result.seconds = time.perf_counter() - started
+                return result
+            self._save_cursors(session, plan, run_id)
+            self._save_quarantine(session, plan, run_id)
+            result.status = "succeeded"
+            result.seconds = time.perf_counter() - started
+            self._update_run(session, result)
+            session.commit()
+            return result
+        except BaseException as exc:
+            session.rollback()
+            if run_id is not None and not isinstance(exc, KeyboardInterrupt):
+                result.errors.append({"error_class": "internal", "message": f"{type(exc).__name__}: {exc}"})
+                self._finish(result, plan, "failed", started)
+            raise
+        finally:
+            session.close()
+            for connector, _ in built.values():
+                connector.close()
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    def _start_run(self, sources: list[SourceConfig], full: bool, approve: bool, actor: str) -> int:
+        with self.sessions() as session, session.begin():
+            # A run still "running" was killed: its transaction never committed, say so.
+            session.execute(
+                update(SyncRun)
+                .where(SyncRun.status == "running")
+                .values(status="failed", finished_at=utcnow(), error="interrupted (process ended before the run finished)")
+            )
+            run = SyncRun(sources=[s.name for s in sources], full=full, approved=approve, actor=actor,
+                          status="running", started_at=utcnow())
+            session.add(run)
+            session.flush()
+            return run.id
+
+    def _finish(self, result: RunResult, plan: RunPlan, status: str, started: float) -> RunResult:
+        result.status = status
+        result.seconds = time.perf_counter() - started
+        if result.run_id is None:
+            if status in ("held", "failed"):
+                pass
+            return result
+        with self.sessions() as session, session.begin():
+            self._save_quarantine(session, plan, result.run_id)
+            self._update_run(session, result)
+        return result
+
+    def _update_run(self, session: Session, result: RunResult) -> None:
+        report = {
+            "errors": result.errors,
+            "guard": result.guard,
+            "moves": result.moves,
+            "mismatches_by_rule": result.mismatches_by_rule,
+            "ambiguous": result.ambiguous[:200],
+            "plan": result.plan,
+            "seconds": round(result.seconds, 3),
+        }
+        message = "; ".join(e.get("message", "") for e in result.errors) or None
+        if result.status == "held":
+            message = "held by the guard: " + "; ".join(result.guard.get("reasons", []))
+        session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == result.run_id)
+            .values(status=result.status, finished_at=utcnow(), counts=result.counts,
+                    mismatches=result.mismatches, report=report, error=message)
+        )
+
+    def _cursors(self, session: Session) -> dict[tuple[str, str], str]:
+        rows = session.execute(select(SourceCursor.source, SourceCursor.kind, SourceCursor.value))
+        return {(s, k): v for s, k, v in rows}
+
+    def _save_cursors(self, session: Session, plan: RunPlan, run_id: int | None) -> None:
+        for stats in plan.stats:
+            if stats.cursor is None:
+                continue
+            existing = session.get(SourceCursor, (stats.source, stats.kind))
+            if existing is None:
+                session.add(SourceCursor(source=stats.source, kind=stats.kind, value=stats.cursor, run_id=run_id))
+            else:
+                existing.value, existing.run_id = stats.cursor, run_id
+        session.flush()
+
+    def _save_quarantine(self, session: Session, plan: RunPlan, run_id: int | None) -> None:
+        if not plan.quarantined or run_id is None:
+            return
+        import json
+
+        cipher = self.runtime.cipher
+        rows = [
+            {"run_id": run_id, "source": q.source, "kind": q.kind, "external_id": q.external_id,
+             "row": q.row, "field": q.field, "reason": q.reason,
+             "record_enc": cipher.encrypt(json.dumps(q.raw, ensure_ascii=False, default=str)),
+             "preview": _masked(q.raw), "at": utcnow()}
+            for q in plan.quarantined
+        ]
+        for i in range(0, len(rows), 1000):
+            session.execute(insert(Quarantine.__table__), rows[i : i + 1000])
+
+
+_SENSITIVE_WORDS = ("id_number", "身份证", "证件", "公民身份", "certificatenum", "mobile", "手机", "电话", "telephone")
+
+
+def _masked(raw: dict[str, Any]) -> dict[str, Any]:
+    """A quarantined record for display: values of ID-number and phone columns masked."""
+    out = {}
+    for key, value in raw.items():
+        if isinstance(value, str) and any(w in str(key).lower() for w in _SENSITIVE_WORDS):
+            out[key] = mask_id_number(value)
+        else:
+            out[key] = value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+    return out
+
+
+def _quarantine_view(q: Any) -> dict[str, Any]:
+    return {"source": q.source, "kind": q.kind, "row": q.row, "field": q.field, "reason": q.reason,
+            "record": _masked(q.raw)}

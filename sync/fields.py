@@ -1,0 +1,90 @@
+"""How canonical fields become columns of the unified records, and back for comparison.
+
+Dates arrive as ISO strings and are stored as dates; ID numbers and mobiles are stored encrypted
+with a keyed hash (compared) and a masked copy (shown, and written to the change feed).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from typing import Any
+
+from records.crypto import FieldCipher, mask_id_number, mask_mobile
+
+SENSITIVE_FIELDS = {"id_number": mask_id_number, "mobile": mask_mobile}
+DATE_FIELDS = frozenset(
+    {"birth_date", "hired_on", "party_joined_on", "joined_on", "full_member_on", "elected_on"}
+)
+
+
+def to_date(value: Any) -> dt.date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value))
+
+
+def to_columns(fields: dict[str, Any], cipher: FieldCipher) -> dict[str, Any]:
+    """Canonical field values → column values (only the fields given)."""
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        mask = SENSITIVE_FIELDS.get(name)
+        if mask is not None:
+            value = value or None
+            out[f"{name}_enc"] = cipher.encrypt(value)
+            out[f"{name}_hash"] = cipher.keyed_hash(value)
+            out[f"{name}_masked"] = mask(value)
+        elif name in DATE_FIELDS:
+            out[name] = to_date(value)
+        else:
+            out[name] = value
+    return out
+
+
+def comparable(name: str, value: Any, cipher: FieldCipher) -> Any:
+    """A canonical value in the form it is compared with a stored row (hash, date, plain)."""
+    if name in SENSITIVE_FIELDS:
+        return cipher.keyed_hash(value or None)
+    if name in DATE_FIELDS:
+        return to_date(value)
+    return value
+
+
+def stored_comparable(name: str, row: Any) -> Any:
+    """The stored row's value of a canonical field, in comparable form."""
+    if name in SENSITIVE_FIELDS:
+        return getattr(row, f"{name}_hash")
+    return getattr(row, name)
+
+
+def shown(name: str, value: Any) -> Any:
+    """A value as it may appear in the change feed and plans: masked if sensitive, JSON-safe."""
+    mask = SENSITIVE_FIELDS.get(name)
+    if mask is not None:
+        return mask(value) if value else None
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return value
+
+
+def stored_shown(name: str, row: Any) -> Any:
+    if name in SENSITIVE_FIELDS:
+        return getattr(row, f"{name}_masked")
+    return shown(name, getattr(row, name))
+
+
+class Fingerprinter:
+    """Keyed fingerprint of a canonical record: unchanged records are skipped by comparing it.
+
+    Keyed (blake2b with a secret-derived key) because the records hold ID numbers: a plain hash
+    of a few guessable fields could be reversed by brute force.
+    """
+
+    def __init__(self, cipher: FieldCipher) -> None:
+        self._key = hashlib.sha256(b"fingerprint" + cipher.keyed_hash("fingerprint-key").encode()).digest()
+
+    def __call__(self, data: dict[str, Any]) -> str:
+        payload = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
+        return hashlib.blake2b(payload, key=self._key, digest_size=16).hexdigest()

@@ -1,0 +1,271 @@
+"""Planning: stream a source's pages through its mapping and diff them against stored state.
+
+For every record: map it (a MappingError quarantines it), compute its fingerprint, and compare it
+with the fingerprint its source link last saw. Unchanged records cost one dict lookup. Changed
+and new records are placed (correlated) and become plan items. After a full pull, the active
+links that were not seen become deactivations.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connectors import Connector, SourceError
+from mappings import Mapping, MappingContext, MappingError
+from records.crypto import FieldCipher
+from records.models import OrgUnit, PartyOrg, Performance, SourceLink
+from sync.config import SourceConfig
+from sync.correlate import PersonIndex
+from sync.fields import SENSITIVE_FIELDS, Fingerprinter
+from sync.plan import Ambiguity, Item, QuarantinedRecord, Ref, RunPlan, SourceKindStats
+
+# Fields every record of a kind must have to be placed at all (last line of defence; mappings
+# normally catch these first, with the source's own column names).
+REQUIRED = {
+    "org_units": ("code", "name"),
+    "party_orgs": ("code", "name", "kind"),
+    "staff": ("employee_no", "name"),
+    "party_members": ("name",),
+    "performance": ("employee_no", "period"),
+}
+
+# Fields of a roster row that describe the person rather than the membership.
+MEMBER_PERSON_FIELDS = ("name", "gender", "birth_date", "ethnicity", "education", "id_number", "mobile", "position")
+
+
+class Link(NamedTuple):
+    id: int
+    entity_id: int
+    fingerprint: str
+    active: bool
+
+
+ProgressFn = Callable[[str, str, int], None]
+
+
+class Planner:
+    def __init__(
+        self,
+        session: Session,
+        cipher: FieldCipher,
+        plan: RunPlan,
+        party_org_names: dict[str, str],
+    ) -> None:
+        self.session = session
+        self.cipher = cipher
+        self.plan = plan
+        self.fingerprint = Fingerprinter(cipher)
+        self.persons = PersonIndex(session)
+        self._natural: dict[str, dict[Any, Ref]] = {}
+        self._org_names: dict[str, str] | None = None
+        self.context = MappingContext(
+            resolve_party_org=self._resolve_party_org, party_org_names=dict(party_org_names)
+        )
+
+    # -- lookups ------------------------------------------------------------------------------
+
+    def _resolve_party_org(self, name: str) -> str | None:
+        if self._org_names is None:
+            rows = self.session.execute(
+                select(PartyOrg.name, PartyOrg.code).where(PartyOrg.active.is_(True))
+            )
+            self._org_names = {name: code for name, code in rows}
+        return self._org_names.get(name)
+
+    def _natural_keys(self, kind: str) -> dict[Any, Ref]:
+        """Business key → entity, for kinds whose records merge by their key."""
+        if kind not in self._natural:
+            if kind == "org_units":
+                rows = self.session.execute(select(OrgUnit.code, OrgUnit.id))
+            elif kind == "party_orgs":
+                rows = self.session.execute(select(PartyOrg.code, PartyOrg.id))
+            else:
+                rows = self.session.execute(
+                    select(Performance.employee_no, Performance.period, Performance.id)
+                )
+                rows = (((emp, period), pid) for emp, period, pid in rows)
+            self._natural[kind] = {key: Ref(eid) for key, eid in rows}
+        return self._natural[kind]
+
+    def _links(self, source: str, kind: str) -> dict[str, Link]:
+        rows = self.session.execute(
+            select(
+                SourceLink.external_id,
+                SourceLink.id,
+                SourceLink.entity_id,
+                SourceLink.fingerprint,
+                SourceLink.active,
+            ).where(SourceLink.source == source, SourceLink.kind == kind)
+        )
+        return {ext: Link(lid, eid, fp, bool(active)) for ext, lid, eid, fp, active in rows}
+
+    # -- one pull -----------------------------------------------------------------------------
+
+    def plan_pull(
+        self,
+        source: SourceConfig,
+        connector: Connector,
+        mapping: Mapping,
+        kind: str,
+        since: str | None,
+        progress: ProgressFn | None = None,
+    ) -> SourceKindStats:
+        full = since is None
+        stats = SourceKindStats(source=source.name, kind=kind, full=full)
+        self.plan.stats.append(stats)
+        links = self._links(source.name, kind)
+        stats.active_before = sum(1 for link in links.values() if link.active)
+        seen: set[str] = set()
+        protected: set[str] = set()
+        plan, context, fingerprint = self.plan, self.context, self.fingerprint
+        required = REQUIRED.get(kind, ())
+        try:
+            for page in connector.read(kind, since=since):
+                for raw in page.records:
+                    stats.read += 1
+                    try:
+                        rec = mapping.map(kind, raw, context)
+                        missing = [f for f in required if not rec.data.get(f)]
+                        if missing:
+                            raise MappingError("required field is empty", field=missing[0])
+                    except MappingError as exc:
+                        key = self._best_effort_key(mapping, kind, raw)
+                        if key:
+                            protected.add(key)
+                        self._quarantine(source.name, kind, key, raw, exc.field, exc.reason)
+                        continue
+                    ext = self._stored_key(rec.external_id, rec.key_field)
+                    if ext in seen:
+                        self._quarantine(
+                            source.name, kind, ext, raw, rec.key_field,
+                            "duplicate record key in this pull; the first one was used",
+                        )
+                        continue
+                    seen.add(ext)
+                    fp = fingerprint(rec.data)
+                    link = links.get(ext)
+                    if link is not None and link.active and link.fingerprint == fp:
+                        plan.count(kind, "unchanged")
+                        continue
+                    self._plan_record(source.name, kind, ext, rec.data, rec.key_field, link, fp)
+                if page.cursor is not None:
+                    stats.cursor = page.cursor
+                if progress:
+                    progress(source.name, kind, stats.read)
+        except SourceError as exc:
+            stats.error = str(exc.message)
+            stats.error_class = exc.error_class
+            return stats
+        if full:
+            for ext, link in links.items():
+                if link.active and ext not in seen and ext not in protected:
+                    stats.deactivate += 1
+                    plan.add(
+                        Item("deactivate", kind, source.name, ext, Ref(link.entity_id), ext, link_id=link.id)
+                    )
+        return stats
+
+    def _stored_key(self, external_id: str, key_field: str | None) -> str:
+        """Keys made of sensitive values (an ID number) are stored as their keyed hash."""
+        if key_field in SENSITIVE_FIELDS:
+            return "h:" + (self.cipher.keyed_hash(external_id) or "")
+        return str(external_id)
+
+    def _best_effort_key(self, mapping: Mapping, kind: str, raw: dict[str, Any]) -> str | None:
+        """The key of a record that failed to map, so that quarantining it never deactivates it."""
+        key_of = getattr(mapping, "key_of", None)
+        if key_of is None:
+            return None
+        try:
+            found = key_of(kind, raw)
+        except Exception:  # noqa: BLE001 - a broken record may break key extraction too
+            return None
+        if not found:
+            return None
+        value, key_field = found
+        return self._stored_key(value, key_field)
+
+    def _quarantine(
+        self, source: str, kind: str, key: str | None, raw: dict[str, Any], field: str | None, reason: str
+    ) -> None:
+        row = raw.get("_row") if isinstance(raw, dict) else None
+        self.plan.quarantined.append(
+            QuarantinedRecord(source, kind, key, None if row is None else str(row), field, reason, raw)
+        )
+        self.plan.count(kind, "quarantined")
+
+    # -- placing a new or changed record ------------------------------------------------------
+
+    def _plan_record(
+        self,
+        source: str,
+        kind: str,
+        ext: str,
+        data: dict[str, Any],
+        key_field: str | None,
+        link: Link | None,
+        fp: str,
+    ) -> None:
+        label = str(data.get("name") or data.get("code") or ext)
+        link_id = link.id if link else None
+        if link is not None:
+            # Known record, changed (or back after a deactivation): update what it feeds.
+            item = Item("update", kind, source, ext, Ref(link.entity_id), label, data, fp, link_id)
+            if kind == "party_members":
+                item.person_data = {f: data[f] for f in MEMBER_PERSON_FIELDS if f in data}
+            self.plan.add(item)
+            if kind == "party_orgs":
+                self._learn_org_name(data)
+            return
+        if kind in ("org_units", "party_orgs", "performance"):
+            natural = self._natural_keys(kind)
+            key = data["code"] if kind != "performance" else (data["employee_no"], data["period"])
+            ref = natural.get(key)
+            is_new = ref is None
+            if is_new:
+                ref = natural[key] = Ref()
+            if kind == "party_orgs":
+                self._learn_org_name(data)
+            self.plan.add(
+                Item("create" if is_new else "update", kind, source, ext, ref, label, data, fp,
+                     entity_is_new=is_new)
+            )
+            return
+        id_hash = self.cipher.keyed_hash(data.get("id_number") or None)
+        if kind == "staff":
+            placement = self.persons.place_staff(source, ext, data, id_hash)
+        else:
+            placement = self.persons.place_member(source, ext, data, id_hash, weak_key=key_field == "name")
+        if placement.ambiguous:
+            self.plan.ambiguities.append(
+                Ambiguity(
+                    source, kind, ext, label,
+                    record={k: v for k, v in data.items() if k not in SENSITIVE_FIELDS},
+                    candidates=[c.ref.id for c in placement.candidates],
+                    reason=placement.reason,
+                )
+            )
+            self.plan.count(kind, "ambiguous")
+            return
+        person = placement.person
+        assert person is not None
+        if kind == "staff":
+            self.plan.add(
+                Item("create" if placement.is_new else "update", kind, source, ext, person.ref, label,
+                     data, fp, entity_is_new=placement.is_new)
+            )
+        else:
+            self.plan.add(
+                Item("create", kind, source, ext, Ref(), label, data, fp, person=person.ref,
+                     person_data={f: data[f] for f in MEMBER_PERSON_FIELDS if f in data}
+                     | ({"employee_no": data["employee_no"]} if data.get("employee_no") else {}),
+                     creates_person=placement.is_new, entity_is_new=True)
+            )
+
+    def _learn_org_name(self, data: dict[str, Any]) -> None:
+        self._resolve_party_org("")  # make sure stored names are loaded first
+        assert self._org_names is not None
+        self._org_names[data["name"]] = data["code"]

@@ -1,0 +1,60 @@
+"""The web side of dualline: the Flask app factory, the console, the API, and the `dualline` CLI.
+
+`create_app()` is the WSGI entry point (`web:create_app()`); it reads dualline.yaml lazily, so
+that a bad config gives a clear message from the command that needs it instead of a traceback.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask
+
+from sync.config import Config, ConfigError, load_config
+from sync.runtime import Runtime
+
+
+class DualLine:
+    """Per-app holder of the config and runtime (database engine, cipher), built on first use."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self._runtime: Runtime | None = None
+
+    def config(self) -> Config:
+        return self.runtime().config
+
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            given = self.app.config.get("DUALLINE_CONFIG_OBJECT")
+            config = given if given is not None else load_config(
+                self.app.config.get("DUALLINE_CONFIG_PATH"),
+                required=self.app.config.get("DUALLINE_CONFIG_REQUIRED", True),
+            )
+            self._runtime = Runtime(config)
+        return self._runtime
+
+
+def create_app(config_path: str | None = None, test_config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_path=os.environ.get("DUALLINE_INSTANCE") or None)
+    app.config.from_mapping(
+        DUALLINE_CONFIG_PATH=config_path or os.environ.get("DUALLINE_CONFIG"),
+        JSON_AS_ASCII=False,
+    )
+    if test_config:
+        app.config.update(test_config)
+    app.extensions["dualline"] = DualLine(app)
+
+    from records import cli as records_cli
+    from sync import cli as sync_cli
+    from web import cli as web_cli
+    from web import health
+
+    records_cli.init_app(app)
+    sync_cli.init_app(app)
+    web_cli.init_app(app)
+    health.init_app(app)
+    return app
+
+
+__all__ = ["ConfigError", "create_app"]

@@ -1,0 +1,81 @@
+"""The `dualline` command: a Flask CLI group over `web.create_app`.
+
+Each package registers its own commands (records: init; sync: sync, runs, mismatches; web:
+serve, demo). Errors users can fix end with a short message and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from connectors import SourceError
+from sync.config import ConfigError
+
+
+def _set_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        os.environ["DUALLINE_CONFIG"] = value
+
+
+class DualLineGroup(FlaskGroup):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo(f"dualline: config: {exc}", err=True)
+            sys.exit(2)
+        except (OperationalError, ProgrammingError) as exc:
+            text = str(exc.orig) if getattr(exc, "orig", None) else str(exc)
+            if "no such table" in text or "does not exist" in text or "doesn't exist" in text:
+                click.echo("dualline: the database is not initialised: run `dualline init`", err=True)
+                sys.exit(2)
+            click.echo(f"dualline: database error: {text.splitlines()[0]}", err=True)
+            sys.exit(1)
+        except SourceError as exc:
+            click.echo(f"dualline: source {exc} [{exc.error_class}]", err=True)
+            sys.exit(1)
+
+
+def _create_app() -> Flask:
+    from web import create_app
+
+    return create_app()
+
+
+cli = DualLineGroup(
+    create_app=_create_app,
+    add_version_option=False,
+    load_dotenv=False,
+    set_debug_flag=False,
+    params=[
+        click.Option(["--config"], metavar="PATH", expose_value=False, is_eager=True,
+                     callback=_set_config, help="dualline.yaml (default: $DUALLINE_CONFIG or ./dualline.yaml)")
+    ],
+    help="dualline: dual-line (双线) integration of business and party records.",
+)
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def serve_command(host: str, port: int) -> None:
+    """Serve the console and API (development server; production: any WSGI server on web:create_app())."""
+    current_app.extensions["dualline"].runtime()  # fail early on a bad config
+    click.echo(f"serving on http://{host}:{port}/  (Ctrl+C to stop)")
+    current_app.run(host=host, port=port, debug=False, use_reloader=False)
+
+
+def init_app(app: Flask) -> None:
+    from web.demo import demo_command
+
+    app.cli.add_command(serve_command)
+    app.cli.add_command(demo_command)
+
+
+def main() -> None:
+    cli.main(prog_name="dualline")
