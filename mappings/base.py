@@ -78,9 +78,20 @@ class Mapping:
     """A loaded mapping: one spec, several kinds."""
 
     name: str = ""
+    # Changes whenever the mapping's behaviour does; part of every record fingerprint.
+    version: str = ""
 
     def kinds(self) -> set[str]:
         raise NotImplementedError
+
+    def uses_context(self, kind: str) -> bool:
+        """Whether mapping `kind` depends on MappingContext (then the engine salts fingerprints
+        with the context, so a renamed party org re-maps the rows that name it)."""
+        return True
+
+    def key_of(self, kind: str, raw: dict[str, Any]) -> tuple[str, str] | None:
+        """Best-effort (key value, key field) of a raw record that may not map; None if unknown."""
+        return None
 
     def map(self, kind: str, raw: dict[str, Any], ctx: MappingContext) -> MappedRecord:
         raise NotImplementedError

@@ -11,6 +11,9 @@ the column the value came from, so its text reads as the source's user knows it
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -166,6 +169,28 @@ class CompiledKind:
             only.fields[0] if only and len(only.fields) == 1 and not only.prefix else None
         )
         self._key_names = ", ".join(key.key_field for key in spec.key)
+        self.uses_context = any(
+            name in CONTEXT_TRANSFORMS for field_spec in spec.fields.values() for name in field_spec.transforms
+        )
+
+    def key_of(self, raw: dict[str, Any]) -> tuple[str, str] | None:
+        """Best-effort record key straight from the raw columns, for a record that failed to map:
+        quarantining it must not make the engine think the record left the source."""
+        for key in self._keys:
+            parts = []
+            for name in key.fields:
+                field_spec = self._spec.fields.get(name)
+                value = _getter(field_spec.sources)(raw) if field_spec else _ABSENT
+                if value is _ABSENT or _is_empty(value):
+                    if name in key.optional:
+                        parts.append("")
+                        continue
+                    break
+                parts.append(str(value).strip())
+            else:
+                if any(parts):
+                    return key.prefix + "|".join(parts), key.key_field
+        return None
 
     def map(self, raw: dict[str, Any], ctx: MappingContext) -> MappedRecord:
         data: dict[str, Any] = {}
@@ -209,6 +234,16 @@ class CompiledKind:
             )
 
 
+def _stable(value: Any) -> Any:
+    """JSON stand-in for what a spec holds besides plain data (sets, code tables): never a repr
+    with a memory address, which would change the version in every process."""
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    plain = (str, int, float, bool, dict, list, tuple, type(None))
+    return {"type": type(value).__name__,
+            **{k: v for k, v in sorted(vars(value).items()) if isinstance(v, plain)}}
+
+
 class SpecMapping(Mapping):
     """A mapping compiled from a declarative spec."""
 
@@ -216,6 +251,20 @@ class SpecMapping(Mapping):
         self.name = spec.name
         self.spec = spec
         self._kinds = {kind: CompiledKind(kind, kind_spec) for kind, kind_spec in spec.kinds.items()}
+        # Changes whenever the spec does: part of every record fingerprint, so that a changed
+        # mapping re-maps records whose source data did not change.
+        canonical = json.dumps(dataclasses.asdict(spec), sort_keys=True, ensure_ascii=False,
+                               default=_stable)
+        self.version = hashlib.sha1(canonical.encode("utf-8")).hexdigest()[:16]
+
+    def uses_context(self, kind: str) -> bool:
+        """Whether mapping `kind` looks beyond the record (e.g. a party org resolved by name)."""
+        compiled = self._kinds.get(kind)
+        return bool(compiled and compiled.uses_context)
+
+    def key_of(self, kind: str, raw: dict[str, Any]) -> tuple[str, str] | None:
+        compiled = self._kinds.get(kind)
+        return compiled.key_of(raw) if compiled else None
 
     def kinds(self) -> set[str]:
         return set(self._kinds)

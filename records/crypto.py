@@ -7,7 +7,6 @@ secret (`DUALLINE_SECRET_KEY` or the config's `secret_key`) with HKDF, each for 
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import os
 
@@ -50,8 +49,8 @@ class FieldCipher:
         """Stable keyed hash for matching; normalizes case so 'x' and 'X' check digits match."""
         if value is None or value == "":
             return None
-        digest = hmac.new(self._hash_key, value.strip().upper().encode("utf-8"), hashlib.sha256)
-        return digest.hexdigest()[:40]
+        # hmac.digest: OpenSSL's one-shot HMAC, several times faster than hmac.new per value
+        return hmac.digest(self._hash_key, value.strip().upper().encode("utf-8"), "sha256").hex()[:40]
 
 
 def mask_id_number(value: str | None) -> str | None:

@@ -10,9 +10,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
+from records.bulk import BulkInserter, allocate_ids
 from records.crypto import FieldCipher
 from records.models import (
     Change,
@@ -26,7 +27,7 @@ from records.models import (
     utcnow,
 )
 from sync.fields import SENSITIVE_FIELDS, comparable, shown, stored_comparable, stored_shown, to_columns
-from sync.plan import KIND_ORDER, Item, RunPlan
+from sync.plan import KIND_ORDER, Item
 
 # Canonical fields each kind writes to its table (anything else a mapping returns is ignored).
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -68,33 +69,38 @@ class Applier:
         self.now = utcnow()
         self.moves: Counter[str] = Counter()
         self._changes: list[dict[str, Any]] = []
+        self._inserters: dict[str, BulkInserter] = {}
 
-    # -- entry point --------------------------------------------------------------------------
+    # -- entry points -------------------------------------------------------------------------
 
-    def apply(self, plan: RunPlan) -> None:
+    def apply_batch(self, kind: str, items: list[Item]) -> None:
+        """Creates and updates of one kind, as the planner streams them."""
+        creates = [i for i in items if i.op == "create"]
+        updates = [i for i in items if i.op == "update"]
+        if kind == "party_members":
+            self._create_roster_persons(creates)
+        self._insert_entities(kind, [i for i in creates if i.entity_is_new])
+        if kind == "party_members":
+            # A new roster row for a known person may fill what HR left empty.
+            self._update_roster_persons(
+                [(i.person.id, i) for i in creates if not i.creates_person and i.person_data]  # type: ignore[union-attr]
+            )
+        # A create that merged into an existing record is an update of that record.
+        self._update_entities(kind, [i for i in creates if not i.entity_is_new] + updates)
+        self._write_links(kind, creates + updates)
+        if kind == "party_orgs":
+            self._write_coverage(creates + updates)
+        self._flush_changes()
+
+    def apply_deactivations(self, deactivations: dict[str, list[Item]]) -> None:
         for kind in KIND_ORDER:
-            items = plan.items.get(kind)
-            if not items:
-                continue
-            creates = [i for i in items if i.op == "create"]
-            updates = [i for i in items if i.op == "update"]
-            deactivations = [i for i in items if i.op == "deactivate"]
-            if kind == "party_members":
-                self._create_roster_persons(creates)
-            self._insert_entities(kind, [i for i in creates if i.entity_is_new])
-            if kind == "party_members":
-                # A new roster row for a known person may fill what HR left empty.
-                self._update_roster_persons(
-                    [(i.person.id, i) for i in creates if not i.creates_person and i.person_data]  # type: ignore[union-attr]
-                )
-            # A create that merged into an existing record is an update of that record.
-            self._update_entities(kind, [i for i in creates if not i.entity_is_new] + updates)
-            self._write_links(kind, creates + updates)
-            if kind == "party_orgs":
-                self._write_coverage(creates + updates)
-            self._deactivate(kind, deactivations)
-            self._flush_changes()
+            if deactivations.get(kind):
+                self._deactivate(kind, deactivations[kind])
+        self._flush_changes()
+
+    def finish(self) -> None:
         self._link_performance()
+        self._flush_changes()
 
     # -- creates ------------------------------------------------------------------------------
 
@@ -110,20 +116,22 @@ class Applier:
         return row
 
     def _insert(self, table: Table, rows: list[dict[str, Any]]) -> list[int]:
-        """INSERT … RETURNING id for many rows at once, ids in the order of the rows."""
+        """Insert rows with ids allocated up front; the ids, in the order of the rows."""
         if not rows:
             return []
-        keys = set().union(*rows)
-        for row in rows:
-            for key in keys - row.keys():
-                row[key] = None
-        ids: list[int] = []
-        for batch in chunks(rows):
-            result = self.conn.execute(
-                insert(table).returning(table.c.id, sort_by_parameter_order=True), list(batch)
-            )
-            ids.extend(r[0] for r in result)
+        ids = allocate_ids(self.conn, table, len(rows))
+        for row, new_id in zip(rows, ids):
+            row["id"] = new_id
+        self._inserter(table, with_id=True).insert(rows)
         return ids
+
+    def _inserter(self, table: Table, with_id: bool = False) -> BulkInserter:
+        """Rows of entity tables come with allocated ids; the rest let the database number them."""
+        inserter = self._inserters.get(table.name)
+        if inserter is None:
+            columns = [c.name for c in table.c if with_id or not c.primary_key]
+            inserter = self._inserters[table.name] = BulkInserter(self.conn, table, columns)
+        return inserter
 
     def _insert_entities(self, kind: str, items: list[Item]) -> None:
         if not items:
@@ -137,9 +145,7 @@ class Applier:
             rows.append(row)
         for item, new_id in zip(items, self._insert(model.__table__, rows)):
             item.ref.id = new_id
-            self._record_change(kind, new_id, "create", {
-                f: [None, shown(f, v)] for f, v in (item.data or {}).items() if f in COLUMNS[kind] and v is not None
-            })
+            self._record_change(kind, new_id, "create", _created(item.data or {}, COLUMNS[kind]))
 
     def _create_roster_persons(self, creates: list[Item]) -> None:
         """Persons known only from the party roster (no staff record, at least not yet)."""
@@ -153,9 +159,7 @@ class Applier:
             rows.append(row)
         for item, new_id in zip(items, self._insert(Person.__table__, rows)):
             item.person.id = new_id  # type: ignore[union-attr]
-            self._record_change("staff", new_id, "create", {
-                f: [None, shown(f, v)] for f, v in (item.person_data or {}).items() if v is not None
-            })
+            self._record_change("staff", new_id, "create", _created(item.person_data or {}, PERSON_FROM_ROSTER))
 
     # -- updates ------------------------------------------------------------------------------
 
@@ -261,8 +265,7 @@ class Applier:
              "fingerprint": i.fingerprint, "active": True, "last_run_id": self.run_id}
             for i in items if i.link_id is None
         ]
-        for batch in chunks(new):
-            self.conn.execute(insert(SourceLink.__table__), list(batch))
+        self._inserter(SourceLink.__table__).insert(new)
         known = [
             {"b_id": i.link_id, "fingerprint": i.fingerprint, "last_run_id": self.run_id}
             for i in items if i.link_id is not None
@@ -310,8 +313,7 @@ class Applier:
             self.conn.execute(
                 delete(table).where(table.c.party_org_code == org, table.c.org_unit_code == unit)
             )
-        for batch in chunks(inserts):
-            self.conn.execute(insert(table), list(batch))
+        self._inserter(table).insert(inserts)
 
     # -- deactivation -------------------------------------------------------------------------
 
@@ -370,9 +372,20 @@ class Applier:
             self._flush_changes()
 
     def _flush_changes(self) -> None:
-        for batch in chunks(self._changes):
-            self.conn.execute(insert(Change.__table__), list(batch))
-        self._changes = []
+        if self._changes:
+            self._inserter(Change.__table__).insert(self._changes)
+            self._changes = []
+
+
+def _created(data: dict[str, Any], columns: Sequence[str]) -> dict[str, list[Any]]:
+    """The change-feed entry of a new record: [None, value] per field it has (masked if sensitive).
+    Canonical values are already JSON-safe strings and numbers, so only sensitive ones need work."""
+    out = {}
+    for name in columns:
+        value = data.get(name)
+        if value is not None:
+            out[name] = [None, SENSITIVE_FIELDS[name](value) if name in SENSITIVE_FIELDS else value]
+    return out
 
 
 class _RowView:

@@ -122,11 +122,18 @@ class SyncEngine:
         built = {s.name: self._build(s) for s in sources}
         cipher = self.runtime.cipher
         run_id = None if dry_run else self._start_run(sources, full, approve, actor)
-        plan = RunPlan()
         result = RunResult(run_id=run_id, status="running")
         session = self.sessions()
+        plan = RunPlan(batch_size=self.config.batch_size)
         try:
             session.begin()
+            if run_id is not None:
+                # Take the write lock now (SQLite: one writer), so ids allocated later stay ours.
+                session.execute(update(SyncRun).where(SyncRun.id == run_id).values(status="running"))
+            # Creates and updates stream into this still-uncommitted transaction as they are
+            # planned; the guard looks at the whole run before anything is committed.
+            applier = Applier(session, cipher, run_id, actor, self._ranks(sources))
+            plan.sink = applier.apply_batch
             planner = Planner(session, cipher, plan, self.config.party_org_names)
             cursors = self._cursors(session)
             for kind in KIND_ORDER:
@@ -143,7 +150,7 @@ class SyncEngine:
             result.ambiguous = [
                 {"source": a.source, "kind": a.kind, "label": a.label, "reason": a.reason,
                  "candidates": a.candidates}
-                for a in plan.ambiguities
+                for a in plan.ambiguities[:200]
             ]
             result.plan = plan.describe()
             if plan.failed:
@@ -160,8 +167,8 @@ class SyncEngine:
                 session.rollback()
                 return self._finish(result, plan, "held", started)
 
-            applier = Applier(session, cipher, run_id, actor, self._ranks(sources))
-            applier.apply(plan)
+            applier.apply_deactivations(plan.deactivations)
+            applier.finish()
             result.moves = dict(applier.moves)
             pulled = [(s.source, s.kind, s.full) for s in plan.stats]
             alignment = align(session, run_id, actor, plan.ambiguities, pulled)

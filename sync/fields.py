@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from typing import Any
 
 from records.crypto import FieldCipher, mask_id_number, mask_mobile
@@ -76,15 +75,23 @@ def stored_shown(name: str, row: Any) -> Any:
 
 
 class Fingerprinter:
-    """Keyed fingerprint of a canonical record: unchanged records are skipped by comparing it.
+    """Keyed fingerprint of a raw source record: unchanged records are skipped by comparing it.
 
-    Keyed (blake2b with a secret-derived key) because the records hold ID numbers: a plain hash
-    of a few guessable fields could be reversed by brute force.
+    Keyed (blake2b with a secret-derived key) because records hold ID numbers: a plain hash of a
+    few guessable fields could be reversed by brute force. The file connector's `_row` (the
+    record's line number) is left out, so inserting a row above does not change the rows below.
     """
 
     def __init__(self, cipher: FieldCipher) -> None:
         self._key = hashlib.sha256(b"fingerprint" + cipher.keyed_hash("fingerprint-key").encode()).digest()
 
-    def __call__(self, data: dict[str, Any]) -> str:
-        payload = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
-        return hashlib.blake2b(payload, key=self._key, digest_size=16).hexdigest()
+    def raw(self, record: dict[str, Any], salt: bytes) -> str:
+        row = record.pop("_row", None)
+        try:
+            payload = repr(record).encode("utf-8")
+        finally:
+            if row is not None:
+                record["_row"] = row
+        # Key as a prefix: BLAKE2 has no length-extension weakness, and creating a hasher with
+        # `key=` costs more than hashing a whole record.
+        return hashlib.blake2b(self._key + salt + b"\x00" + payload, digest_size=16).hexdigest()

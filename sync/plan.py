@@ -8,7 +8,8 @@ staff pull of the same run.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 # Order in which kinds are planned and applied: what later kinds refer to comes first.
@@ -86,18 +87,45 @@ class SourceKindStats:
     error_class: str | None = None
 
 
-@dataclass
 class RunPlan:
-    items: dict[str, list[Item]] = field(default_factory=lambda: defaultdict(list))
-    counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
-    stats: list[SourceKindStats] = field(default_factory=list)
-    ambiguities: list[Ambiguity] = field(default_factory=list)
-    quarantined: list[QuarantinedRecord] = field(default_factory=list)
+    """The plan of a run, streamed: creates and updates flow to `sink` in batches as they are
+    planned (into the run's still-uncommitted transaction), deactivations wait for the guard.
+
+    Only what the guard and the report need is kept: counts, a few labels per kind and op,
+    the deactivations, ambiguities and quarantined records. Memory stays flat in the source size.
+    """
+
+    SAMPLE = 20
+
+    def __init__(self, sink: Callable[[str, list[Item]], None] | None = None, batch_size: int = 2000) -> None:
+        self.sink = sink
+        self.batch_size = batch_size
+        self.pending: list[Item] = []
+        self.deactivations: dict[str, list[Item]] = defaultdict(list)
+        self.counts: dict[str, Counter[str]] = defaultdict(Counter)
+        self.totals: Counter[tuple[str, str]] = Counter()
+        self.samples: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
+        self.stats: list[SourceKindStats] = []
+        self.ambiguities: list[Ambiguity] = []
+        self.quarantined: list[QuarantinedRecord] = []
 
     def add(self, item: Item) -> None:
-        self.items[item.kind].append(item)
-        bucket = {"create": "created", "update": "updated", "deactivate": "deactivated"}[item.op]
-        self.counts[item.kind][bucket] += 1
+        self.counts[item.kind][_OUTCOME[item.op]] += 1
+        key = (item.kind, item.op)
+        self.totals[key] += 1
+        if len(self.samples[key]) < self.SAMPLE:
+            self.samples[key].append({"source": item.source, "label": item.label})
+        if item.op == "deactivate":
+            self.deactivations[item.kind].append(item)
+        else:
+            self.pending.append(item)
+
+    def flush(self, force: bool = False) -> None:
+        """Hand pending creates/updates to the sink (all of one kind: a pull is one kind)."""
+        if self.pending and (force or len(self.pending) >= self.batch_size):
+            batch, self.pending = self.pending, []
+            if self.sink is not None:
+                self.sink(batch[0].kind, batch)
 
     def count(self, kind: str, outcome: str, n: int = 1) -> None:
         self.counts[kind][outcome] += n
@@ -114,23 +142,14 @@ class RunPlan:
     def failed(self) -> list[SourceKindStats]:
         return [s for s in self.stats if s.error]
 
-    def describe(self, limit: int = 20) -> list[dict[str, Any]]:
-        """A readable, JSON-safe preview of the plan: per kind and op, the first `limit` items."""
-        out = []
-        for kind in KIND_ORDER:
-            for op in ("create", "update", "deactivate"):
-                items = [i for i in self.items.get(kind, []) if i.op == op]
-                if not items:
-                    continue
-                out.append(
-                    {
-                        "kind": kind,
-                        "op": op,
-                        "total": len(items),
-                        "sample": [
-                            {"source": i.source, "label": i.label} for i in items[:limit]
-                        ],
-                    }
-                )
-        return out
+    def describe(self) -> list[dict[str, Any]]:
+        """A readable, JSON-safe preview: per kind and op, the total and the first few labels."""
+        return [
+            {"kind": kind, "op": op, "total": self.totals[(kind, op)], "sample": self.samples[(kind, op)]}
+            for kind in KIND_ORDER
+            for op in ("create", "update", "deactivate")
+            if self.totals[(kind, op)]
+        ]
 
+
+_OUTCOME = {"create": "created", "update": "updated", "deactivate": "deactivated"}

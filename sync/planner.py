@@ -118,14 +118,24 @@ class Planner:
         self.plan.stats.append(stats)
         links = self._links(source.name, kind)
         stats.active_before = sum(1 for link in links.values() if link.active)
+        # Unchanged records are recognised by the fingerprint of their RAW form, before mapping:
+        # a no-op re-sync costs a hash and a dict lookup per record.
+        by_fingerprint = {link.fingerprint: ext for ext, link in links.items() if link.active}
+        salt = self._salt(mapping, kind)
         seen: set[str] = set()
         protected: set[str] = set()
-        plan, context, fingerprint = self.plan, self.context, self.fingerprint
+        plan, context, fingerprint = self.plan, self.context, self.fingerprint.raw
         required = REQUIRED.get(kind, ())
         try:
             for page in connector.read(kind, since=since):
                 for raw in page.records:
                     stats.read += 1
+                    fp = fingerprint(raw, salt)
+                    ext = by_fingerprint.get(fp)
+                    if ext is not None and ext not in seen:
+                        seen.add(ext)
+                        plan.count(kind, "unchanged")
+                        continue
                     try:
                         rec = mapping.map(kind, raw, context)
                         missing = [f for f in required if not rec.data.get(f)]
@@ -135,7 +145,7 @@ class Planner:
                         key = self._best_effort_key(mapping, kind, raw)
                         if key:
                             protected.add(key)
-                        self._quarantine(source.name, kind, key, raw, exc.field, exc.reason)
+                        self._quarantine(source.name, kind, key, raw, exc.field, str(exc))
                         continue
                     ext = self._stored_key(rec.external_id, rec.key_field)
                     if ext in seen:
@@ -145,7 +155,6 @@ class Planner:
                         )
                         continue
                     seen.add(ext)
-                    fp = fingerprint(rec.data)
                     link = links.get(ext)
                     if link is not None and link.active and link.fingerprint == fp:
                         plan.count(kind, "unchanged")
@@ -153,12 +162,14 @@ class Planner:
                     self._plan_record(source.name, kind, ext, rec.data, rec.key_field, link, fp)
                 if page.cursor is not None:
                     stats.cursor = page.cursor
+                plan.flush()
                 if progress:
                     progress(source.name, kind, stats.read)
         except SourceError as exc:
             stats.error = str(exc.message)
             stats.error_class = exc.error_class
             return stats
+        plan.flush(force=True)
         if full:
             for ext, link in links.items():
                 if link.active and ext not in seen and ext not in protected:
@@ -167,6 +178,16 @@ class Planner:
                         Item("deactivate", kind, source.name, ext, Ref(link.entity_id), ext, link_id=link.id)
                     )
         return stats
+
+    def _salt(self, mapping: Mapping, kind: str) -> bytes:
+        """What besides the raw record decides its mapped form: the mapping, and the context
+        (party org names) when the mapping looks things up in it."""
+        parts = [mapping.name, getattr(mapping, "version", ""), kind]
+        if mapping.uses_context(kind):
+            self._resolve_party_org("")
+            parts.append(repr(sorted((self._org_names or {}).items())))
+            parts.append(repr(sorted(self.context.party_org_names.items())))
+        return "\x1f".join(parts).encode("utf-8")
 
     def _stored_key(self, external_id: str, key_field: str | None) -> str:
         """Keys made of sensitive values (an ID number) are stored as their keyed hash."""
