@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, text
+from sqlalchemy import Connection, DateTime, Table, text
 
 _PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
@@ -48,7 +48,8 @@ class BulkInserter:
             f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
             f"({', '.join(quote(c) for c in self.columns)}) VALUES ({', '.join([placeholder] * len(self.columns))})"
         )
-        self.processors = [table.c[c].type._cached_bind_processor(dialect) for c in self.columns]
+        self.processors = [_memo_datetimes(table.c[c], table.c[c].type._cached_bind_processor(dialect))
+                           for c in self.columns]
         # Python-side column defaults (timestamps, `active`, empty JSON) for keys a row leaves out,
         # since rows written here bypass SQLAlchemy's default handling.
         self.defaults = [_default_of(table.c[c]) for c in self.columns]
@@ -89,3 +90,17 @@ def _default_of(column: Any) -> Any:
     if default.is_callable:
         return lambda: default.arg(None)
     return None
+
+
+def _memo_datetimes(column: Any, process: Any) -> Any:
+    """Every row a run writes carries the run's one timestamp: format it once, not per row."""
+    if process is None or not isinstance(column.type, DateTime):
+        return process
+    last: list[Any] = [_MISSING, None]
+
+    def memo(value: Any) -> Any:
+        if value is not last[0]:
+            last[0], last[1] = value, process(value)
+        return last[1]
+
+    return memo

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import itertools
 import os
 
 from cryptography.hazmat.primitives import hashes
@@ -31,11 +32,15 @@ class FieldCipher:
             raise ValueError("the secret key must be at least 16 characters")
         self._aead = AESGCM(_derive(secret, b"field-encryption"))
         self._hash_key = _derive(secret, b"field-matching-hash")
+        # Nonces: a random 4-byte prefix per cipher object and a 64-bit counter (NIST SP 800-38D
+        # deterministic construction): unique without a system call per value.
+        self._nonce_prefix = os.urandom(4)
+        self._counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
 
     def encrypt(self, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        nonce = os.urandom(_NONCE_BYTES)
+        nonce = self._nonce_prefix + next(self._counter).to_bytes(8, "big")
         sealed = self._aead.encrypt(nonce, value.encode("utf-8"), None)
         return base64.b64encode(nonce + sealed).decode("ascii")
 

@@ -117,6 +117,7 @@ class Planner:
         stats = SourceKindStats(source=source.name, kind=kind, full=full)
         self.plan.stats.append(stats)
         links = self._links(source.name, kind)
+
         stats.active_before = sum(1 for link in links.values() if link.active)
         # Unchanged records are recognised by the fingerprint of their RAW form, before mapping:
         # a no-op re-sync costs a hash and a dict lookup per record.
