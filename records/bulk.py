@@ -11,6 +11,7 @@ would do). Ids are allocated up front so that inserts need no RETURNING:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, Table, text
@@ -60,16 +61,25 @@ class BulkInserter:
             if rows:
                 self.conn.execute(self.table.insert(), rows)
             return
-        plan = list(zip(self.columns, self.processors, self.defaults))
-        params: list[tuple[Any, ...]] = []
+        columns = self.columns
+        wanted = set(columns)
+        defaults = {c: d for c, d in zip(columns, self.defaults)}
+        convert = [(i, p) for i, p in enumerate(self.processors) if p is not None]
+        pick = itemgetter(*columns)
+        single = len(columns) == 1
+        params: list[Any] = []
         for row in rows:
-            values = []
-            for column, process, default in plan:
-                value = row.get(column, _MISSING)
-                if value is _MISSING:
-                    value = default() if default is not None else None
-                values.append(process(value) if process is not None else value)
-            params.append(tuple(values))
+            missing = wanted.difference(row)
+            for column in missing:
+                default = defaults[column]
+                row[column] = default() if default is not None else None
+            if convert:
+                values = [pick(row)] if single else list(pick(row))
+                for i, process in convert:
+                    values[i] = process(values[i])
+                params.append(tuple(values))
+            else:
+                params.append((pick(row),) if single else pick(row))
             if len(params) >= batch:
                 self.conn.exec_driver_sql(self.sql, params)
                 params = []

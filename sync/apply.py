@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, select, update
+from sqlalchemy import Table, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from records.bulk import BulkInserter, allocate_ids
@@ -47,6 +47,9 @@ MODEL = {"org_units": OrgUnit, "party_orgs": PartyOrg, "staff": Person,
 FEED = {"org_units": "org_unit", "party_orgs": "party_org", "staff": "person",
         "party_members": "membership", "performance": "performance"}
 MOVE_FIELDS = {"org_unit_code", "parent_code", "party_org_code"}
+# Person columns a roster row can fill in (sensitive ones by their hash).
+_GAP_COLUMNS = ("employee_no", "name", "gender", "birth_date", "ethnicity", "education",
+                "id_number_hash", "mobile_hash", "position")
 BATCH = 1000
 
 
@@ -82,9 +85,9 @@ class Applier:
         self._insert_entities(kind, [i for i in creates if i.entity_is_new])
         if kind == "party_members":
             # A new roster row for a known person may fill what HR left empty.
-            self._update_roster_persons(
-                [(i.person.id, i) for i in creates if not i.creates_person and i.person_data]  # type: ignore[union-attr]
-            )
+            matched = [(i.person.id, i) for i in creates if not i.creates_person and i.person_data]  # type: ignore[union-attr]
+            self._update_roster_persons([m for m in matched if not m[1].person_has_staff])
+            self._update_roster_persons([m for m in matched if m[1].person_has_staff], gaps_only=True)
         # A create that merged into an existing record is an update of that record.
         self._update_entities(kind, [i for i in creates if not i.entity_is_new] + updates)
         self._write_links(kind, creates + updates)
@@ -163,11 +166,15 @@ class Applier:
 
     # -- updates ------------------------------------------------------------------------------
 
-    def _load(self, model: Any, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    def _load(self, model: Any, ids: Iterable[int], only_if_any_null: Sequence[str] = ()) -> dict[int, dict[str, Any]]:
         table = model.__table__
         out: dict[int, dict[str, Any]] = {}
+        gap = or_(*(table.c[c].is_(None) for c in only_if_any_null)) if only_if_any_null else None
         for batch in chunks(sorted(set(ids))):
-            for row in self.conn.execute(select(table).where(table.c.id.in_(batch))):
+            query = select(table).where(table.c.id.in_(batch))
+            if gap is not None:
+                query = query.where(gap)
+            for row in self.conn.execute(query):
                 out[row.id] = dict(row._mapping)
         return out
 
@@ -224,10 +231,14 @@ class Applier:
         if person_items:
             self._update_roster_persons(person_items)
 
-    def _update_roster_persons(self, person_items: list[tuple[int, Item]]) -> None:
+    def _update_roster_persons(self, person_items: list[tuple[int, Item]], gaps_only: bool = False) -> None:
+        """Person fields from roster rows, where the roster may write them. With `gaps_only`
+        (persons HR already describes, who outrank the roster) only persons with an empty
+        field are even loaded: on a first sync that skips nearly every row."""
         if not person_items:
             return
-        rows = self._load(Person, (pid for pid, _ in person_items))
+        rows = self._load(Person, (pid for pid, _ in person_items), only_if_any_null=_GAP_COLUMNS if gaps_only else ())
+        person_items = [(pid, item) for pid, item in person_items if pid in rows]
         dirty: dict[int, set[str]] = defaultdict(set)
         for pid, item in person_items:
             changed = self._merge("party_members", item, rows[pid], item.person_data or {}, PERSON_FROM_ROSTER)

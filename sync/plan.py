@@ -45,6 +45,8 @@ class Item:
     person: Ref | None = None
     person_data: dict[str, Any] | None = None
     creates_person: bool = False
+    # The person already has an HR record: a roster row can only fill what HR left empty.
+    person_has_staff: bool = False
     entity_is_new: bool = False  # create: a new unified record (else: a new link to an existing one)
 
 

@@ -284,7 +284,8 @@ class Planner:
                 Item("create", kind, source, ext, Ref(), label, data, fp, person=person.ref,
                      person_data={f: data[f] for f in MEMBER_PERSON_FIELDS if f in data}
                      | ({"employee_no": data["employee_no"]} if data.get("employee_no") else {}),
-                     creates_person=placement.is_new, entity_is_new=True)
+                     creates_person=placement.is_new, person_has_staff=bool(person.staff_links),
+                     entity_is_new=True)
             )
 
     def _learn_org_name(self, data: dict[str, Any]) -> None:
