@@ -339,8 +339,24 @@ __all__ = [
     "SourceCursor",
     "SourceLink",
     "SyncRun",
+    "User",
     "utcnow",
 ]
+
+
+class User(Base):
+    """A console user. `role`: admin | officer | auditor; an officer sees `party_org_code`'s subtree."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20))
+    party_org_code: Mapped[str | None] = mapped_column(String(CODE))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 class ExpectedBranch(Base):

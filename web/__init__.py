@@ -31,8 +31,15 @@ class DualLine:
                 self.app.config.get("DUALLINE_CONFIG_PATH"),
                 required=self.app.config.get("DUALLINE_CONFIG_REQUIRED", True),
             )
-            self._runtime = Runtime(config)
+            self.set_runtime(Runtime(config))
+        assert self._runtime is not None
         return self._runtime
+
+    def set_runtime(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        if runtime.config.secret_key and not self.app.secret_key:
+            # The session cookie is signed with a key derived from the dualline secret.
+            self.app.secret_key = runtime.cipher.keyed_hash("flask-session-signing-key")
 
 
 def create_app(config_path: str | None = None, test_config: dict[str, Any] | None = None) -> Flask:
@@ -47,13 +54,19 @@ def create_app(config_path: str | None = None, test_config: dict[str, Any] | Non
 
     from records import cli as records_cli
     from sync import cli as sync_cli
+    from web import auth, console, health
     from web import cli as web_cli
-    from web import health
 
     records_cli.init_app(app)
     sync_cli.init_app(app)
     web_cli.init_app(app)
     health.init_app(app)
+    auth.init_app(app)
+    console.init_app(app)
+    try:
+        app.extensions["dualline"].runtime()  # also sets the session key
+    except ConfigError:
+        pass  # reported by the command or page that needs the config, not at import time
     return app
 
 

@@ -67,7 +67,14 @@ def serve_command(host: str, port: int) -> None:
     """Serve the console and API (development server; production: any WSGI server on web:create_app())."""
     current_app.extensions["dualline"].runtime()  # fail early on a bad config
     click.echo(f"serving on http://{host}:{port}/  (Ctrl+C to stop)")
-    current_app.run(host=host, port=port, debug=False, use_reloader=False)
+    serve_app(host, port)
+
+
+def serve_app(host: str, port: int) -> None:
+    """Werkzeug's development server, threaded (Flask's app.run refuses to run under its CLI)."""
+    from werkzeug.serving import run_simple
+
+    run_simple(host, port, current_app._get_current_object(), threaded=True, use_reloader=False)
 
 
 def init_app(app: Flask) -> None:

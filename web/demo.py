@@ -14,6 +14,7 @@ from flask import current_app
 from records.crypto import generate_secret
 from records.db import upgrade
 from sync.cli import print_summary
+from web.cli import serve_app
 from sync.config import load_config
 from sync.engine import SyncEngine
 from sync.runtime import Runtime
@@ -35,6 +36,26 @@ def _secret(instance: Path) -> str:
     return key_file.read_text(encoding="utf-8").strip()
 
 
+def _demo_admin(runtime: Runtime, instance: Path) -> str:
+    """An admin for the demo console, its password generated once into the instance folder."""
+    from sqlalchemy import select
+
+    from records.db import session_factory
+    from records.models import User
+    from web.auth import hash_password
+
+    password_file = instance / "admin_password"
+    if not password_file.exists():
+        password_file.write_text(generate_secret()[:16], encoding="utf-8")
+        password_file.chmod(0o600)
+    password = password_file.read_text(encoding="utf-8").strip()
+    with session_factory(runtime.engine)() as s, s.begin():
+        user = s.scalar(select(User).where(User.username == "admin"))
+        if user is None:
+            s.add(User(username="admin", password_hash=hash_password(password), role="admin"))
+    return password
+
+
 @click.command("demo")
 @click.option("--no-serve", is_flag=True, help="Sync and print the summary, then stop.")
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -46,7 +67,7 @@ def demo_command(no_serve: bool, host: str, port: int) -> None:
     config.database = os.environ.get("DUALLINE_DATABASE_URL") or f"sqlite:///{instance / 'demo.db'}"
     config.secret_key = os.environ.get("DUALLINE_SECRET_KEY") or _secret(instance)
     runtime = Runtime(config)
-    current_app.extensions["dualline"]._runtime = runtime
+    current_app.extensions["dualline"].set_runtime(runtime)
     upgrade(runtime.engine)
     click.echo(f"demo enterprise: {EXAMPLES}")
     click.echo(f"database: {config.database}")
@@ -54,9 +75,8 @@ def demo_command(no_serve: bool, host: str, port: int) -> None:
     print_summary(result)
     if result.status != "succeeded":
         raise SystemExit(1)
-    click.echo("see them all: dualline --config "
-               f"{EXAMPLES / 'dualline.yaml'} mismatches   (with DUALLINE_DATABASE_URL and the key above)")
     if no_serve:
         return
-    click.echo(f"console: http://{host}:{port}/  (Ctrl+C to stop)")
-    current_app.run(host=host, port=port, debug=False, use_reloader=False)
+    password = _demo_admin(runtime, instance)
+    click.echo(f"console: http://{host}:{port}/  user admin, password {password}  (Ctrl+C to stop)")
+    serve_app(host, port)

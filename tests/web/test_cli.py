@@ -1,0 +1,116 @@
+"""The `dualline` command as users and scripts see it: exit codes, JSON shapes, messages."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from benchmarks.enterprise import generate
+from benchmarks.writers import write_config, write_demo_sources
+from tests.conftest import TEST_SECRET
+from web.cli import cli
+
+DUALLINE = [sys.executable, "-c", "from web.cli import main; main()"]
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    enterprise = generate(staff=350, seed=17)
+    write_demo_sources(enterprise, tmp_path)
+    config = write_config(tmp_path)
+    monkeypatch.setenv("DUALLINE_CONFIG", str(config))
+    monkeypatch.setenv("DUALLINE_SECRET_KEY", TEST_SECRET)
+    monkeypatch.setenv("DUALLINE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    return config
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_init_sync_runs_mismatches_json(site: Path) -> None:
+    assert invoke("init").exit_code == 0
+    assert invoke("init").exit_code == 0  # idempotent
+    result = invoke("sync", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["status"] == "succeeded" and isinstance(payload["run_id"], int)
+    for kind in ("org_units", "staff", "party_orgs", "party_members", "performance"):
+        assert set(payload["counts"][kind]) >= {"created", "updated", "deactivated", "unchanged", "quarantined"}
+    assert set(payload["mismatches"]) == {"opened", "closed", "open"}
+
+    runs = json.loads(invoke("runs", "--json").output)
+    assert runs["items"][0]["id"] == payload["run_id"] and runs["items"][0]["status"] == "succeeded"
+
+    listed = json.loads(invoke("mismatches", "--json", "--rule", "branch_mismatch").output)
+    assert listed["total"] == len(listed["items"]) > 0
+    item = listed["items"][0]
+    assert set(item) >= {"id", "rule", "state", "severity", "subject", "details", "opened_at"}
+    assert item["subject"]["type"] == "person" and item["subject"]["employee_no"]
+    assert "*" in item["subject"]["id_number"]  # masked unless --reveal
+    revealed = json.loads(invoke("mismatches", "--json", "--rule", "branch_mismatch", "--reveal").output)
+    assert "*" not in revealed["items"][0]["subject"]["id_number"]
+    assert len(revealed["items"][0]["subject"]["id_number"]) == 18
+
+    everything = json.loads(invoke("mismatches", "--json", "--state", "all").output)
+    assert everything["total"] == payload["mismatches"]["open"]
+
+
+def test_dry_run_prints_plan_and_writes_nothing(site: Path) -> None:
+    invoke("init")
+    result = invoke("sync", "--dry-run")
+    assert result.exit_code == 0
+    assert "dry run (nothing written)" in result.output and "plan staff create" in result.output
+    assert "no runs yet" in invoke("runs").output
+
+
+def test_guard_exit_code_3_then_approve(site: Path, tmp_path: Path) -> None:
+    invoke("init")
+    assert invoke("sync").exit_code == 0
+    (tmp_path / "oa" / "staff.json").write_text("[]", encoding="utf-8")
+    held = invoke("sync", "oa", "--json")
+    assert held.exit_code == 3
+    assert json.loads(held.output)["status"] == "held"
+    approved = invoke("sync", "oa", "--approve", "--json")
+    assert approved.exit_code == 0
+    assert json.loads(approved.output)["counts"]["staff"]["deactivated"] > 0
+
+
+def test_bad_config_exit_2_names_the_key(site: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"sources": {"oa": {"connector": "rest", "provides": ["staf"]}}}))
+    result = subprocess.run(DUALLINE + ["--config", str(bad), "sync"], capture_output=True, text=True,
+                            env=os.environ | {"DUALLINE_CONFIG": str(bad)})
+    assert result.returncode == 2
+    assert "sources.oa" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unknown_source_and_uninitialised_database(site: Path) -> None:
+    result = subprocess.run(DUALLINE + ["sync", "nope"], capture_output=True, text=True)
+    assert result.returncode == 2 and "unknown source nope" in result.stderr
+    result = subprocess.run(DUALLINE + ["sync"], capture_output=True, text=True)
+    assert result.returncode == 2 and "dualline init" in result.stderr
+
+
+def test_missing_secret_is_a_config_error(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = dict(os.environ)
+    env.pop("DUALLINE_SECRET_KEY")
+    result = subprocess.run(DUALLINE + ["init"], capture_output=True, text=True, env=env)
+    result = subprocess.run(DUALLINE + ["sync"], capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and "DUALLINE_SECRET_KEY" in result.stderr
+
+
+def test_demo_runs_on_embedded_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("DUALLINE_CONFIG", "DUALLINE_DATABASE_URL", "DUALLINE_SECRET_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("DUALLINE_INSTANCE", str(tmp_path / "instance"))
+    result = invoke("demo", "--no-serve")
+    assert result.exit_code == 0, result.output
+    assert "mismatches:" in result.output and "branch_mismatch" in result.output
+    assert (tmp_path / "instance" / "secret_key").exists()
