@@ -14,7 +14,9 @@ from collections.abc import Iterable, Sequence
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Table, text
+import datetime as dt
+
+from sqlalchemy import JSON, Connection, Date, DateTime, Table, text
 
 _PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
@@ -39,6 +41,7 @@ class BulkInserter:
         dialect = conn.dialect
         placeholder = _PLACEHOLDER.get(dialect.paramstyle)
         self.conn = conn
+        self._table = table
         self.columns = tuple(columns)
         if placeholder is None:  # an unusual driver: let SQLAlchemy do it
             self.sql = None
@@ -49,11 +52,28 @@ class BulkInserter:
             f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
             f"({', '.join(quote(c) for c in self.columns)}) VALUES ({', '.join([placeholder] * len(self.columns))})"
         )
-        self.processors = [_memo_datetimes(table.c[c], table.c[c].type._cached_bind_processor(dialect))
-                           for c in self.columns]
+        self.processors = [_processor(table.c[c], dialect) for c in self.columns]
         # Python-side column defaults (timestamps, `active`, empty JSON) for keys a row leaves out,
         # since rows written here bypass SQLAlchemy's default handling.
         self.defaults = [_default_of(table.c[c]) for c in self.columns]
+
+    def processor(self, column: str) -> Any:
+        """The bind conversion of one column (identity when there is none), for callers that
+        build rows as ready tuples (`insert_tuples`)."""
+        process = None
+        if self.sql is not None:
+            process = self._table.c[column].type._cached_bind_processor(self.conn.dialect)
+        return process or (lambda value: value)
+
+    def insert_tuples(self, rows: list[tuple[Any, ...]], batch: int = 2000) -> None:
+        """INSERT rows already in column order with every value converted (see `processor`)."""
+        if not rows:
+            return
+        if self.sql is None:
+            self.insert([dict(zip(self.columns, row)) for row in rows], batch)
+            return
+        for i in range(0, len(rows), batch):
+            self.conn.exec_driver_sql(self.sql, rows[i : i + batch])
 
     def insert(self, rows: Iterable[dict[str, Any]], batch: int = 2000) -> None:
         if self.sql is None:
@@ -68,23 +88,29 @@ class BulkInserter:
         pick = itemgetter(*columns)
         single = len(columns) == 1
         params: list[Any] = []
+        append = params.append
+        execute = self.conn.exec_driver_sql
         for row in rows:
-            missing = wanted.difference(row)
-            for column in missing:
-                default = defaults[column]
-                row[column] = default() if default is not None else None
+            try:
+                picked = pick(row)
+            except KeyError:  # a column the row leaves out: its default
+                for column in wanted.difference(row):
+                    default = defaults[column]
+                    row[column] = default() if default is not None else None
+                picked = pick(row)
             if convert:
-                values = [pick(row)] if single else list(pick(row))
+                values = [picked] if single else list(picked)
                 for i, process in convert:
                     values[i] = process(values[i])
-                params.append(tuple(values))
+                append(tuple(values))
             else:
-                params.append((pick(row),) if single else pick(row))
+                append((picked,) if single else picked)
             if len(params) >= batch:
-                self.conn.exec_driver_sql(self.sql, params)
+                execute(self.sql, params)
                 params = []
+                append = params.append
         if params:
-            self.conn.exec_driver_sql(self.sql, params)
+            execute(self.sql, params)
 
 
 _MISSING = object()
@@ -102,9 +128,53 @@ def _default_of(column: Any) -> Any:
     return None
 
 
-def _memo_datetimes(column: Any, process: Any) -> Any:
-    """Every row a run writes carries the run's one timestamp: format it once, not per row."""
-    if process is None or not isinstance(column.type, DateTime):
+def _processor(column: Any, dialect: Any) -> Any:
+    process = column.type._cached_bind_processor(dialect)
+    if isinstance(column.type, Date) and not isinstance(column.type, DateTime):
+        return _dates(process)
+    if isinstance(column.type, (DateTime, JSON)):
+        return _memo(process)
+    return process
+
+
+def _to_date(value: Any) -> dt.date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value))
+
+
+def _dates(process: Any) -> Any:
+    """DATE columns take `date`s or ISO date text (what canonical records carry), so that a
+    sync's rows need no str → date → str round trip; text is still parsed, hence validated."""
+    fromiso = dt.date.fromisoformat
+    date = dt.date
+    if process is None:  # the driver binds dates itself
+
+        def to_driver(value: Any) -> Any:
+            if value.__class__ is str:
+                return fromiso(value) if value else None
+            return _to_date(value)
+
+        return to_driver
+
+    def to_text(value: Any) -> Any:
+        # SQLite stores YYYY-MM-DD, which is what isoformat() gives for a date.
+        if value.__class__ is str:
+            return fromiso(value).isoformat() if value else None
+        if value.__class__ is date:
+            return value.isoformat()
+        return process(_to_date(value))
+
+    return to_text
+
+
+def _memo(process: Any) -> Any:
+    """Every row a run writes carries the run's one timestamp (and many share one provenance
+    map): convert each such object once, not per row. Keyed by identity, so callers must not
+    mutate a value between rows."""
+    if process is None:
         return process
     last: list[Any] = [_MISSING, None]
 

@@ -27,7 +27,7 @@ from records.models import (
     utcnow,
 )
 from sync.fields import SENSITIVE_FIELDS, comparable, shown, stored_comparable, stored_shown, to_columns
-from sync.plan import KIND_ORDER, Item
+from sync.plan import KIND_ORDER, NOT_HASHED, Item
 
 # Canonical fields each kind writes to its table (anything else a mapping returns is ignored).
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -51,6 +51,9 @@ MOVE_FIELDS = {"org_unit_code", "parent_code", "party_org_code"}
 _GAP_COLUMNS = ("employee_no", "name", "gender", "birth_date", "ethnicity", "education",
                 "id_number_hash", "mobile_hash", "position")
 BATCH = 1000
+_ABSENT: Any = object()
+_LINK_COLUMNS = ("source", "kind", "external_id", "entity_id", "fingerprint", "active", "last_run_id")
+_CHANGE_COLUMNS = ("run_id", "actor", "entity", "entity_id", "op", "changed", "at")
 
 
 def chunks(seq: Sequence[Any], size: int = BATCH) -> Iterator[Sequence[Any]]:
@@ -71,8 +74,14 @@ class Applier:
         self.ranks = ranks
         self.now = utcnow()
         self.moves: Counter[str] = Counter()
-        self._changes: list[dict[str, Any]] = []
+        self._changes: list[tuple[Any, ...]] = []
         self._inserters: dict[str, BulkInserter] = {}
+        self._provenance: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
+        self._change_inserter = BulkInserter(self.conn, Change.__table__, _CHANGE_COLUMNS)
+        self._changed_json = self._change_inserter.processor("changed")
+        self._at = self._change_inserter.processor("at")(self.now)
+        self._link_inserter = BulkInserter(self.conn, SourceLink.__table__, _LINK_COLUMNS)
+        self._link_active = self._link_inserter.processor("active")(True)
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -107,16 +116,47 @@ class Applier:
 
     # -- creates ------------------------------------------------------------------------------
 
-    def _row_for(self, kind: str, item: Item, data: dict[str, Any]) -> dict[str, Any]:
-        fields = {f: data[f] for f in COLUMNS[kind] if f in data}
-        row = to_columns(fields, self.cipher)
-        row["provenance"] = {f: item.source for f in fields}
+    def _new_row(self, kind: str, source: str, data: dict[str, Any], columns: Sequence[str],
+                 id_hash: Any = NOT_HASHED) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+        """A new record's row (the given canonical fields present in `data`, as columns, with
+        their provenance) and its change-feed entry, in one pass over the fields.
+
+        Dates stay ISO text (the bulk inserter parses them); each sensitive value is hashed
+        (unless the planner already did: `id_hash`) and masked once for both row and feed."""
+        row: dict[str, Any] = {}
+        created: dict[str, list[Any]] = {}
+        present: list[str] = []
+        cipher = self.cipher
+        for name in columns:
+            value = data.get(name, _ABSENT)
+            if value is _ABSENT:
+                continue
+            present.append(name)
+            mask = SENSITIVE_FIELDS.get(name)
+            if mask is None:
+                row[name] = value
+                if value is not None:
+                    created[name] = [None, value]
+                continue
+            if value is not None:
+                created[name] = [None, mask(value)]
+            value = value or None
+            masked = mask(value)
+            row[f"{name}_enc"] = cipher.encrypt(value)
+            row[f"{name}_hash"] = id_hash if name == "id_number" and id_hash is not NOT_HASHED else cipher.keyed_hash(value)
+            row[f"{name}_masked"] = masked
+        # One shared provenance map per field set: the inserter serialises it once.
+        key = (source, tuple(present))
+        provenance = self._provenance.get(key)
+        if provenance is None:
+            provenance = self._provenance[key] = {f: source for f in present}
+        row["provenance"] = provenance
         row["created_at"] = row["updated_at"] = self.now
         if kind == "staff":
             row["staff_active"] = True
         else:
             row["active"] = True
-        return row
+        return row, created
 
     def _insert(self, table: Table, rows: list[dict[str, Any]]) -> list[int]:
         """Insert rows with ids allocated up front; the ids, in the order of the rows."""
@@ -140,29 +180,31 @@ class Applier:
         if not items:
             return
         model = MODEL[kind]
-        rows = []
+        columns = COLUMNS[kind]
+        rows, feed = [], []
         for item in items:
-            row = self._row_for(kind, item, item.data or {})
+            row, created = self._new_row(kind, item.source, item.data or {}, columns, item.id_hash)
             if kind == "party_members":
                 row["person_id"] = item.person.id  # type: ignore[union-attr]
             rows.append(row)
-        for item, new_id in zip(items, self._insert(model.__table__, rows)):
+            feed.append(created)
+        for item, new_id, created in zip(items, self._insert(model.__table__, rows), feed):
             item.ref.id = new_id
-            self._record_change(kind, new_id, "create", _created(item.data or {}, COLUMNS[kind]))
+            self._record_change(kind, new_id, "create", created)
 
     def _create_roster_persons(self, creates: list[Item]) -> None:
         """Persons known only from the party roster (no staff record, at least not yet)."""
         items = [i for i in creates if i.creates_person]
-        rows = []
+        rows, feed = [], []
         for item in items:
-            fields = {f: v for f, v in (item.person_data or {}).items() if f in PERSON_FROM_ROSTER}
-            row = to_columns(fields, self.cipher)
-            row.update(provenance={f: item.source for f in fields}, staff_active=False,
-                       created_at=self.now, updated_at=self.now)
+            row, created = self._new_row("staff", item.source, item.person_data or {},
+                                         PERSON_FROM_ROSTER, item.id_hash)
+            row["staff_active"] = False
             rows.append(row)
-        for item, new_id in zip(items, self._insert(Person.__table__, rows)):
+            feed.append(created)
+        for item, new_id, created in zip(items, self._insert(Person.__table__, rows), feed):
             item.person.id = new_id  # type: ignore[union-attr]
-            self._record_change("staff", new_id, "create", _created(item.person_data or {}, PERSON_FROM_ROSTER))
+            self._record_change("staff", new_id, "create", created)
 
     # -- updates ------------------------------------------------------------------------------
 
@@ -271,12 +313,11 @@ class Applier:
     # -- links and coverage -------------------------------------------------------------------
 
     def _write_links(self, kind: str, items: list[Item]) -> None:
-        new = [
-            {"source": i.source, "kind": kind, "external_id": i.external_id, "entity_id": i.ref.id,
-             "fingerprint": i.fingerprint, "active": True, "last_run_id": self.run_id}
+        run_id, active = self.run_id, self._link_active
+        self._link_inserter.insert_tuples([
+            (i.source, kind, i.external_id, i.ref.id, i.fingerprint, active, run_id)
             for i in items if i.link_id is None
-        ]
-        self._inserter(SourceLink.__table__).insert(new)
+        ])
         known = [
             {"b_id": i.link_id, "fingerprint": i.fingerprint, "last_run_id": self.run_id}
             for i in items if i.link_id is not None
@@ -375,28 +416,18 @@ class Applier:
     # -- change feed --------------------------------------------------------------------------
 
     def _record_change(self, kind: str, entity_id: int, op: str, changed: dict[str, Any]) -> None:
+        # Rows of the change feed go straight to the driver as tuples (no dict per row); the
+        # JSON is serialised here, so `changed` is freed at once.
         self._changes.append(
-            {"run_id": self.run_id, "actor": self.actor, "entity": FEED[kind], "entity_id": entity_id,
-             "op": op, "changed": changed, "at": self.now}
+            (self.run_id, self.actor, FEED[kind], entity_id, op, self._changed_json(changed), self._at)
         )
         if len(self._changes) >= BATCH * 5:
             self._flush_changes()
 
     def _flush_changes(self) -> None:
         if self._changes:
-            self._inserter(Change.__table__).insert(self._changes)
+            self._change_inserter.insert_tuples(self._changes)
             self._changes = []
-
-
-def _created(data: dict[str, Any], columns: Sequence[str]) -> dict[str, list[Any]]:
-    """The change-feed entry of a new record: [None, value] per field it has (masked if sensitive).
-    Canonical values are already JSON-safe strings and numbers, so only sensitive ones need work."""
-    out = {}
-    for name in columns:
-        value = data.get(name)
-        if value is not None:
-            out[name] = [None, SENSITIVE_FIELDS[name](value) if name in SENSITIVE_FIELDS else value]
-    return out
 
 
 class _RowView:

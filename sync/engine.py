@@ -11,6 +11,7 @@ marked interrupted by the next run). A failed pull applies nothing; a held run a
 from __future__ import annotations
 
 import gc
+import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -222,9 +223,7 @@ class SyncEngine:
     def _finish(self, result: RunResult, plan: RunPlan, status: str, started: float) -> RunResult:
         result.status = status
         result.seconds = time.perf_counter() - started
-        if result.run_id is None:
-            if status in ("held", "failed"):
-                pass
+        if result.run_id is None:  # a dry run: nothing to record
             return result
         with self.sessions() as session, session.begin():
             self._save_quarantine(session, plan, result.run_id)
@@ -269,8 +268,6 @@ class SyncEngine:
     def _save_quarantine(self, session: Session, plan: RunPlan, run_id: int | None) -> None:
         if not plan.quarantined or run_id is None:
             return
-        import json
-
         cipher = self.runtime.cipher
         rows = [
             {"run_id": run_id, "source": q.source, "kind": q.kind, "external_id": q.external_id,

@@ -16,6 +16,10 @@ from typing import Any
 KIND_ORDER = ("org_units", "party_orgs", "staff", "party_members", "performance")
 
 
+# Item.id_hash when the planner did not hash the record's ID number (None is a valid hash: none).
+NOT_HASHED: Any = object()
+
+
 class Ref:
     """A reference to a unified record: `id` is None until a planned create is inserted."""
 
@@ -48,6 +52,7 @@ class Item:
     # The person already has an HR record: a roster row can only fill what HR left empty.
     person_has_staff: bool = False
     entity_is_new: bool = False  # create: a new unified record (else: a new link to an existing one)
+    id_hash: Any = NOT_HASHED  # keyed hash of data["id_number"], when the planner computed it
 
 
 @dataclass

@@ -46,6 +46,24 @@ class Link(NamedTuple):
 ProgressFn = Callable[[str, str, int], None]
 
 
+class _OrgNames:
+    """Party org name → code: stored active orgs (loaded on first use) and those planned now."""
+
+    __slots__ = ("names", "_session")
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self.names: dict[str, str] | None = None
+
+    def resolve(self, name: str) -> str | None:
+        if self.names is None:
+            rows = self._session.execute(
+                select(PartyOrg.name, PartyOrg.code).where(PartyOrg.active.is_(True))
+            )
+            self.names = {name: code for name, code in rows}
+        return self.names.get(name)
+
+
 class Planner:
     def __init__(
         self,
@@ -60,20 +78,22 @@ class Planner:
         self.fingerprint = Fingerprinter(cipher)
         self.persons = PersonIndex(session)
         self._natural: dict[str, dict[Any, Ref]] = {}
-        self._org_names: dict[str, str] | None = None
+        self._orgs = _OrgNames(session)
+        # The context must not refer back to the planner (a bound method would): that cycle kept
+        # the whole planner — its person index, a million small objects — alive until the
+        # engine's final gc.collect(), which then spent over a second traversing it.
         self.context = MappingContext(
-            resolve_party_org=self._resolve_party_org, party_org_names=dict(party_org_names)
+            resolve_party_org=self._orgs.resolve, party_org_names=dict(party_org_names)
         )
 
     # -- lookups ------------------------------------------------------------------------------
 
+    @property
+    def _org_names(self) -> dict[str, str] | None:
+        return self._orgs.names
+
     def _resolve_party_org(self, name: str) -> str | None:
-        if self._org_names is None:
-            rows = self.session.execute(
-                select(PartyOrg.name, PartyOrg.code).where(PartyOrg.active.is_(True))
-            )
-            self._org_names = {name: code for name, code in rows}
-        return self._org_names.get(name)
+        return self._orgs.resolve(name)
 
     def _natural_keys(self, kind: str) -> dict[Any, Ref]:
         """Business key → entity, for kinds whose records merge by their key."""
@@ -277,7 +297,7 @@ class Planner:
         if kind == "staff":
             self.plan.add(
                 Item("create" if placement.is_new else "update", kind, source, ext, person.ref, label,
-                     data, fp, entity_is_new=placement.is_new)
+                     data, fp, entity_is_new=placement.is_new, id_hash=id_hash)
             )
         else:
             self.plan.add(
@@ -285,7 +305,7 @@ class Planner:
                      person_data={f: data[f] for f in MEMBER_PERSON_FIELDS if f in data}
                      | ({"employee_no": data["employee_no"]} if data.get("employee_no") else {}),
                      creates_person=placement.is_new, person_has_staff=bool(person.staff_links),
-                     entity_is_new=True)
+                     entity_is_new=True, id_hash=id_hash)
             )
 
     def _learn_org_name(self, data: dict[str, Any]) -> None:

@@ -24,8 +24,13 @@ from records.models import AuditLog, User, utcnow
 
 ROLES = ("admin", "officer", "auditor")
 _hasher = PasswordHasher()
-# A hash to verify against when the user does not exist, so timing does not reveal usernames.
-_DUMMY_HASH = _hasher.hash("dualline-no-such-user")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify against when the user does not exist, so timing does not reveal
+    usernames (made on first use: hashing costs a tenth of a second at import)."""
+    return _hasher.hash("dualline-no-such-user")
 
 
 def hash_password(password: str) -> str:
@@ -47,7 +52,7 @@ def authenticate(username: str, password: str) -> User | None:
     with db_session() as s:
         user = s.scalar(select(User).where(User.username == username, User.active.is_(True)))
         if user is None:
-            check_password(_DUMMY_HASH, password)
+            check_password(_dummy_hash(), password)
             return None
         if not check_password(user.password_hash, password):
             return None

@@ -39,6 +39,14 @@ class DualLineGroup(FlaskGroup):
         except SourceError as exc:
             click.echo(f"dualline: source {exc} [{exc.error_class}]", err=True)
             sys.exit(1)
+        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug must still not greet users with a traceback
+            if os.environ.get("DUALLINE_DEBUG"):
+                raise
+            click.echo(f"dualline: internal error: {type(exc).__name__}: {exc} "
+                       "(set DUALLINE_DEBUG=1 for the traceback; any run was marked failed)", err=True)
+            sys.exit(1)
 
 
 def _create_app() -> Flask:

@@ -112,3 +112,20 @@ def test_rerun_is_idempotent_and_fingerprints_skip_unchanged(site: Site) -> None
     staff = result.counts["staff"]
     assert staff["unchanged"] == len(site.enterprise.staff) - staff["quarantined"]
     assert staff["created"] == staff["updated"] == 0
+
+
+def test_a_record_turned_invalid_is_quarantined_not_deactivated(site: Site) -> None:
+    site.sync()
+    victim = next(p for p in site.enterprise.staff if p["employment_status"] == "active" and p["id_number"])
+    good_id = victim["id_number"]
+    victim["id_number"] = good_id[:-1] + ("0" if good_id[-1] != "0" else "1")  # breaks the checksum
+    victim["political_status"] = "党员啊"  # and an unknown code
+    site.rewrite()
+    result = site.sync()
+    assert result.status == "succeeded"
+    assert result.counts["staff"]["deactivated"] == 0
+    reasons = [q for q in result.quarantined if q["kind"] == "staff" and q["row"]]
+    assert any("id_number" in (q["field"] or "") or "身份证" in q["reason"] for q in reasons)
+    with session_factory(site.runtime.engine)() as s:
+        person = s.scalar(select(Person).where(Person.employee_no == victim["employee_no"]))
+        assert person.staff_active and person.id_number_hash == site.runtime.cipher.keyed_hash(good_id)
