@@ -33,10 +33,14 @@ def mask(number: str, head: int = 6, tail: int = 4) -> str:
     return number[:head] + "*" * (len(number) - head - tail) + number[-tail:]
 
 
+_ASCII_ZERO_BIAS = 48 * sum(_WEIGHTS)
+
+
 def check_character(first17: str) -> str:
     """The ISO 7064 MOD 11-2 check character for the first 17 digits."""
-    # map/mul keep the loop in C: this runs once per record with an ID number.
-    return _CHECK_CHARS[sum(map(mul, map(int, first17), _WEIGHTS)) % 11]
+    # map/mul over the ASCII bytes keep the loop in C (no int() per digit): this runs once per
+    # record with an ID number. Each byte is its digit + 48, hence the constant correction.
+    return _CHECK_CHARS[(sum(map(mul, first17.encode("ascii"), _WEIGHTS)) - _ASCII_ZERO_BIAS) % 11]
 
 
 def normalize(value: Any) -> str:
