@@ -137,7 +137,8 @@ def _processor(column: Any, dialect: Any) -> Any:
     return process
 
 
-def _to_date(value: Any) -> dt.date | None:
+def to_date(value: Any) -> dt.date | None:
+    """A date from a date or ISO text (what canonical records carry); None for empty."""
     if value is None or value == "":
         return None
     if isinstance(value, dt.date):
@@ -155,7 +156,7 @@ def _dates(process: Any) -> Any:
         def to_driver(value: Any) -> Any:
             if value.__class__ is str:
                 return fromiso(value) if value else None
-            return _to_date(value)
+            return to_date(value)
 
         return to_driver
 
@@ -165,7 +166,7 @@ def _dates(process: Any) -> Any:
             return fromiso(value).isoformat() if value else None
         if value.__class__ is date:
             return value.isoformat()
-        return process(_to_date(value))
+        return process(to_date(value))
 
     return to_text
 

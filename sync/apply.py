@@ -1,7 +1,7 @@
 """Apply: execute a run's plan against the unified records, inside the caller's transaction.
 
-Writes are batched (one multi-row INSERT … RETURNING per batch, one executemany UPDATE per
-batch), every applied change leaves a before/after row in `changes` with the run id and actor,
+Writes are batched (ids allocated up front and one DBAPI executemany INSERT per batch, see
+records.bulk; one executemany UPDATE per set of changed columns), every applied change leaves a before/after row in `changes` with the run id and actor,
 and nothing is ever deleted: deactivation flips `active` and keeps the history.
 """
 from __future__ import annotations
@@ -138,10 +138,10 @@ class Applier:
                 if value is not None:
                     created[name] = [None, value]
                 continue
-            if value is not None:
-                created[name] = [None, mask(value)]
             value = value or None
             masked = mask(value)
+            if value is not None:
+                created[name] = [None, masked]
             row[f"{name}_enc"] = cipher.encrypt(value)
             row[f"{name}_hash"] = id_hash if name == "id_number" and id_hash is not NOT_HASHED else cipher.keyed_hash(value)
             row[f"{name}_masked"] = masked

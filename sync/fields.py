@@ -11,20 +11,13 @@ from typing import Any
 
 import orjson
 
+from records.bulk import to_date
 from records.crypto import FieldCipher, mask_id_number, mask_mobile
 
 SENSITIVE_FIELDS = {"id_number": mask_id_number, "mobile": mask_mobile}
 DATE_FIELDS = frozenset(
     {"birth_date", "hired_on", "party_joined_on", "joined_on", "full_member_on", "elected_on"}
 )
-
-
-def to_date(value: Any) -> dt.date | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value))
 
 
 def to_columns(fields: dict[str, Any], cipher: FieldCipher) -> dict[str, Any]:
