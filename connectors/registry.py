@@ -5,13 +5,15 @@ Builtin connectors register themselves on import; third-party packages add their
 """
 from __future__ import annotations
 
+import pkgutil
 from importlib import import_module
 from importlib.metadata import entry_points
 
 from connectors.base import Connector
 
 _REGISTRY: dict[str, type[Connector]] = {}
-_BUILTIN_MODULES = ("connectors.rest", "connectors.files")
+# Modules of this package that are infrastructure, not connectors.
+_NOT_CONNECTORS = {"connectors.base", "connectors.registry", "connectors.http"}
 _loaded = False
 
 
@@ -28,8 +30,12 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    for module in _BUILTIN_MODULES:
-        import_module(module)
+    import connectors
+
+    # Every other module of the package (and of connectors.vendors) registers its connectors.
+    for info in pkgutil.walk_packages(connectors.__path__, prefix="connectors."):
+        if info.name not in _NOT_CONNECTORS:
+            import_module(info.name)
     for ep in entry_points(group="dualline.connectors"):
         cls = ep.load()
         if isinstance(cls, type) and issubclass(cls, Connector):

@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -117,6 +118,22 @@ class Performance(Timestamps, Base):
     provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     __table_args__ = (UniqueConstraint("employee_no", "period", name="uq_performance_key"),)
+
+
+class Payroll(Timestamps, Base):
+    """Monthly after-tax pay of one employee: the base for party dues."""
+
+    __tablename__ = "payroll"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    employee_no: Mapped[str] = mapped_column(String(CODE))
+    month: Mapped[str] = mapped_column(String(7))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id"), index=True)
+    after_tax_pay: Mapped[float | None] = mapped_column(Numeric(12, 2, asdecimal=False))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (UniqueConstraint("employee_no", "month", name="uq_payroll_key"),)
 
 
 # --- party line ----------------------------------------------------------------------------
@@ -319,6 +336,7 @@ FEED_ENTITY = {
     PartyOrg: "party_org",
     Membership: "membership",
     Performance: "performance",
+    Payroll: "payroll",
     Mismatch: "mismatch",
 }
 
@@ -333,6 +351,7 @@ __all__ = [
     "Mismatch",
     "OrgUnit",
     "PartyOrg",
+    "Payroll",
     "Performance",
     "Person",
     "Quarantine",

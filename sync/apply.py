@@ -21,6 +21,7 @@ from records.models import (
     Membership,
     OrgUnit,
     PartyOrg,
+    Payroll,
     Performance,
     Person,
     SourceLink,
@@ -39,13 +40,14 @@ COLUMNS: dict[str, tuple[str, ...]] = {
               "political_status", "party_joined_on"),
     "party_members": ("party_org_code", "category", "joined_on", "full_member_on", "status"),
     "performance": ("employee_no", "period", "grade", "score", "score_max"),
+    "payroll": ("employee_no", "month", "after_tax_pay"),
 }
 PERSON_FROM_ROSTER = ("employee_no", "name", "gender", "birth_date", "ethnicity", "education",
                       "id_number", "mobile", "position")
 MODEL = {"org_units": OrgUnit, "party_orgs": PartyOrg, "staff": Person,
-         "party_members": Membership, "performance": Performance}
+         "party_members": Membership, "performance": Performance, "payroll": Payroll}
 FEED = {"org_units": "org_unit", "party_orgs": "party_org", "staff": "person",
-        "party_members": "membership", "performance": "performance"}
+        "party_members": "membership", "performance": "performance", "payroll": "payroll"}
 MOVE_FIELDS = {"org_unit_code", "parent_code", "party_org_code"}
 # Person columns a roster row can fill in (sensitive ones by their hash).
 _GAP_COLUMNS = ("employee_no", "name", "gender", "birth_date", "ethnicity", "education",
@@ -111,7 +113,7 @@ class Applier:
         self._flush_changes()
 
     def finish(self) -> None:
-        self._link_performance()
+        self._link_persons()
         self._flush_changes()
 
     # -- creates ------------------------------------------------------------------------------
@@ -400,18 +402,19 @@ class Applier:
         for entity_id in gone:
             self._record_change(kind, entity_id, "deactivate", {"active": [True, False]})
 
-    def _link_performance(self) -> None:
-        """Performance rows point at their person by employee number, set-based."""
-        perf, persons = Performance.__table__, Person.__table__
-        self.conn.execute(
-            update(perf)
-            .where(perf.c.person_id.is_(None))
-            .values(
-                person_id=select(persons.c.id)
-                .where(persons.c.employee_no == perf.c.employee_no)
-                .scalar_subquery()
+    def _link_persons(self) -> None:
+        """Performance and payroll rows point at their person by employee number, set-based."""
+        persons = Person.__table__
+        for table in (Performance.__table__, Payroll.__table__):
+            self.conn.execute(
+                update(table)
+                .where(table.c.person_id.is_(None))
+                .values(
+                    person_id=select(persons.c.id)
+                    .where(persons.c.employee_no == table.c.employee_no)
+                    .scalar_subquery()
+                )
             )
-        )
 
     # -- change feed --------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from connectors import Connector, SourceError
 from mappings import Mapping, MappingContext, MappingError
 from records.crypto import FieldCipher
-from records.models import OrgUnit, PartyOrg, Performance, SourceLink
+from records.models import OrgUnit, PartyOrg, Payroll, Performance, SourceLink
 from sync.config import SourceConfig
 from sync.correlate import PersonIndex
 from sync.fields import SENSITIVE_FIELDS, Fingerprinter
@@ -30,6 +30,15 @@ REQUIRED = {
     "staff": ("employee_no", "name"),
     "party_members": ("name",),
     "performance": ("employee_no", "period"),
+    "payroll": ("employee_no", "month"),
+}
+
+# Kinds whose records merge across sources by their business key: model and key columns.
+NATURAL_KEYS: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "org_units": (OrgUnit, ("code",)),
+    "party_orgs": (PartyOrg, ("code",)),
+    "performance": (Performance, ("employee_no", "period")),
+    "payroll": (Payroll, ("employee_no", "month")),
 }
 
 # Fields of a roster row that describe the person rather than the membership.
@@ -98,16 +107,12 @@ class Planner:
     def _natural_keys(self, kind: str) -> dict[Any, Ref]:
         """Business key → entity, for kinds whose records merge by their key."""
         if kind not in self._natural:
-            if kind == "org_units":
-                rows = self.session.execute(select(OrgUnit.code, OrgUnit.id))
-            elif kind == "party_orgs":
-                rows = self.session.execute(select(PartyOrg.code, PartyOrg.id))
+            model, columns = NATURAL_KEYS[kind]
+            rows = self.session.execute(select(model.id, *(getattr(model, c) for c in columns)))
+            if len(columns) == 1:
+                self._natural[kind] = {key: Ref(eid) for eid, key in rows}
             else:
-                rows = self.session.execute(
-                    select(Performance.employee_no, Performance.period, Performance.id)
-                )
-                rows = (((emp, period), pid) for emp, period, pid in rows)
-            self._natural[kind] = {key: Ref(eid) for key, eid in rows}
+                self._natural[kind] = {tuple(key): Ref(eid) for eid, *key in rows}
         return self._natural[kind]
 
     def _links(self, source: str, kind: str) -> dict[str, Link]:
@@ -262,9 +267,10 @@ class Planner:
             if kind == "party_orgs":
                 self._learn_org_name(data)
             return
-        if kind in ("org_units", "party_orgs", "performance"):
+        if kind in NATURAL_KEYS:
             natural = self._natural_keys(kind)
-            key = data["code"] if kind != "performance" else (data["employee_no"], data["period"])
+            columns = NATURAL_KEYS[kind][1]
+            key = data[columns[0]] if len(columns) == 1 else tuple(data[c] for c in columns)
             ref = natural.get(key)
             is_new = ref is None
             if is_new:
