@@ -13,8 +13,12 @@ import click
 from flask import Flask, current_app
 from sqlalchemy import func, select
 
+from connectors import SourceError
+from mappings import MappingContext, MappingError
 from records.db import session_factory
-from records.models import Mismatch, Person, SyncRun
+from records.models import Mismatch, PartyOrg, Person, SyncRun
+from sqlalchemy.exc import SQLAlchemyError
+from sync.fields import SENSITIVE_FIELDS
 from sync.engine import RunResult, SyncEngine
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HELD = 0, 1, 2, 3
@@ -191,6 +195,106 @@ def mismatches_command(rule: str | None, state: str, reveal: bool, limit: int | 
     click.echo(f"{total} mismatch(es)")
 
 
+def _masked_sample(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: (SENSITIVE_FIELDS[k](v) if k in SENSITIVE_FIELDS and v else v) for k, v in data.items()}
+
+
+def check_source(engine: SyncEngine, source: Any, context: MappingContext) -> dict[str, Any]:
+    """Connectivity, auth and one mapped sample record per kind, for one source."""
+    report: dict[str, Any] = {"source": source.name, "connector": source.connector, "ok": True, "kinds": {}}
+    connector, mapping = engine.build(source)
+    with connector:
+        try:
+            connector.check()
+        except SourceError as exc:
+            report.update(ok=False, error=f"[{exc.error_class}] {exc.message}")
+            return report
+        for kind in source.provides:
+            entry: dict[str, Any] = {"ok": True}
+            try:
+                pages = connector.read(kind)
+                page = next(iter(pages), None)
+                getattr(pages, "close", lambda: None)()
+                if page is None or not page.records:
+                    entry.update(records=0, warning="the source returned no records for this kind")
+                else:
+                    raw = page.records[0]
+                    entry["records_in_first_page"] = len(page.records)
+                    try:
+                        entry["sample"] = _masked_sample(mapping.map(kind, raw, context).data)
+                    except MappingError as exc:
+                        entry.update(ok=False, error=f"first record does not map: {exc}",
+                                     columns=sorted(k for k in raw if not k.startswith("_")))
+            except SourceError as exc:
+                entry.update(ok=False, error=f"[{exc.error_class}] {exc.message}")
+            report["kinds"][kind] = entry
+            report["ok"] = report["ok"] and entry["ok"]
+    return report
+
+
+def _stored_party_org_names(runtime: Any) -> dict[str, str]:
+    """Party org names from the database if it is there (for the roster's branch lookup)."""
+    try:
+        with session_factory(runtime.engine)() as session:
+            return dict(session.execute(select(PartyOrg.name, PartyOrg.code)).all())
+    except SQLAlchemyError:
+        return {}
+
+
+def _source_party_org_names(engine: SyncEngine) -> dict[str, str]:
+    """Party org names as the configured party-org sources list them now, so that a roster can
+    be checked before the first sync has stored any."""
+    names: dict[str, str] = {}
+    for source in engine.config.sources.values():
+        if "party_orgs" not in source.provides:
+            continue
+        try:
+            connector, mapping = engine.build(source)
+            with connector:
+                for page in connector.read("party_orgs"):
+                    for raw in page.records:
+                        try:
+                            data = mapping.map("party_orgs", raw, MappingContext()).data
+                        except MappingError:
+                            continue
+                        if data.get("name") and data.get("code"):
+                            names[data["name"]] = data["code"]
+        except SourceError:
+            continue  # reported when that source itself is checked
+    return names
+
+
+@click.command("check")
+@click.argument("sources", nargs=-1)
+@click.option("--json", "as_json", is_flag=True)
+def check_command(sources: tuple[str, ...], as_json: bool) -> None:
+    """Validate the config, test each source's connectivity and auth, and show one record per
+    kind mapped to the canonical form: what to run before the first sync."""
+    runtime = _runtime()
+    engine = SyncEngine(runtime)
+    selected = engine.select_sources(list(sources) or None)
+    names = _stored_party_org_names(runtime) | _source_party_org_names(engine) | runtime.config.party_org_names
+    context = MappingContext(resolve_party_org=names.get, party_org_names=runtime.config.party_org_names)
+    reports = [check_source(engine, source, context) for source in selected]
+    ok = all(r["ok"] for r in reports)
+    if as_json:
+        click.echo(json.dumps({"ok": ok, "sources": reports}, ensure_ascii=False, default=str))
+    else:
+        click.echo(f"config ok: {runtime.config.path or 'defaults'} ({len(runtime.config.sources)} sources)")
+        for r in reports:
+            click.echo(f"{'✓' if r['ok'] else '✗'} {r['source']} ({r['connector']})" + (f": {r['error']}" if r.get("error") else ""))
+            for kind, entry in r["kinds"].items():
+                if entry.get("error"):
+                    click.echo(f"    {kind}: {entry['error']}")
+                    if entry.get("columns"):
+                        click.echo(f"      columns: {', '.join(entry['columns'])}")
+                elif entry.get("warning"):
+                    click.echo(f"    {kind}: {entry['warning']}")
+                else:
+                    click.echo(f"    {kind}: {json.dumps(entry['sample'], ensure_ascii=False, default=str)}")
+    sys.exit(EXIT_OK if ok else EXIT_FAILED)
+
+
 def init_app(app: Flask) -> None:
-    for command in (sync_command, runs_command, mismatches_command):
+    for command in (sync_command, runs_command, mismatches_command, check_command):
         app.cli.add_command(command)

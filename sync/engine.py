@@ -90,7 +90,7 @@ class SyncEngine:
             )
         return [self.config.sources[n] for n in names]
 
-    def _build(self, source: SourceConfig) -> tuple[Connector, Mapping]:
+    def build(self, source: SourceConfig) -> tuple[Connector, Mapping]:
         cls = get_connector_class(source.connector)
         connector = cls(source.name, source.block, base_dir=self.config.base_dir)
         try:
@@ -126,7 +126,7 @@ class SyncEngine:
     ) -> RunResult:
         started = time.perf_counter()
         sources = self.select_sources(source_names)
-        built = {s.name: self._build(s) for s in sources}
+        built = {s.name: self.build(s) for s in sources}
         cipher = self.runtime.cipher
         run_id = None if dry_run else self._start_run(sources, full, approve, actor)
         result = RunResult(run_id=run_id, status="running")

@@ -114,3 +114,26 @@ def test_demo_runs_on_embedded_sqlite(tmp_path: Path, monkeypatch: pytest.Monkey
     assert result.exit_code == 0, result.output
     assert "mismatches:" in result.output and "branch_mismatch" in result.output
     assert (tmp_path / "instance" / "secret_key").exists()
+
+
+def test_check_shows_mapped_samples_and_fails_on_unreachable_source(site: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    result = invoke("check", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    by_name = {s["source"]: s for s in report["sources"]}
+    staff = by_name["oa"]["kinds"]["staff"]["sample"]
+    assert staff["employee_no"] and "*" in staff["id_number"]
+    assert by_name["roster"]["kinds"]["party_members"]["sample"]["party_org_code"]  # resolved by name
+
+    monkeypatch.setattr("connectors.http.time.sleep", lambda s: None)
+    config = yaml.safe_load(site.read_text(encoding="utf-8"))
+    config["sources"] = {"hr": {"connector": "rest", "url": "http://127.0.0.1:9/api", "provides": ["staff"],
+                                "retries": {"max_attempts": 1},
+                                "endpoints": {"staff": {"path": "/staff", "records_path": "data"}}}}
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv("DUALLINE_CONFIG", str(broken))
+    result = invoke("check")
+    assert result.exit_code == 1
+    assert "✗ hr (rest)" in result.output and "[transport]" in result.output
