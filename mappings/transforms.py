@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from mappings import idnumber
@@ -87,6 +88,34 @@ def mobile(value: Any) -> str:
     raise MappingError(f"invalid mobile '{masked}'", value=masked)
 
 
+# OData v2 JSON dates (SAP SuccessFactors): "/Date(1700000000000)/", with an optional offset in
+# minutes for DateTimeOffset ("/Date(1700000000000+0480)/").
+_ODATA_DATE = re.compile(r"/Date\((-?\d+)(?:([+-])(\d{4}))?\)/")
+
+
+def odata_date(value: Any) -> str:
+    """An OData v2 ``/Date(ms±offset)/`` as ``YYYY-MM-DD`` in its own offset (UTC when none:
+    OData date-only values are UTC midnight); any other form goes to `parse_date`."""
+    match = _ODATA_DATE.fullmatch(text(value)) if isinstance(value, str) else None
+    if match is None:
+        return parse_date(value)
+    minutes = int(match[3] or 0) * (-1 if match[2] == "-" else 1)
+    try:
+        moment = datetime(1970, 1, 1) + timedelta(milliseconds=int(match[1]), minutes=minutes)
+        # Through the text form so the year range check of parse_date applies (9999-12-31 is
+        # SuccessFactors' "no end date", not a date).
+        return parse_date(moment.date().isoformat())
+    except (OverflowError, MappingError):
+        raise MappingError(f"invalid date '{value}'", value=value) from None
+
+
+def epoch_s_date(value: Any) -> str | None:
+    """Epoch seconds (Feishu `join_time`) as a China Standard Time date; 0 is Feishu's "not
+    set", so it maps to empty rather than to 1970-01-01."""
+    seconds = to_float(value)
+    return None if seconds == 0 else epoch_ms_date(seconds * 1000)
+
+
 def party_org_by_name(value: Any, ctx: MappingContext) -> str:
     """The code of the party org with exactly this name: configured map first, then lookup."""
     name = text(value)
@@ -106,6 +135,8 @@ TRANSFORMS: dict[str, Transform] = {
     "bool": BOOLEAN.lookup,
     "date": parse_date,
     "epoch_ms_date": epoch_ms_date,
+    "epoch_s_date": epoch_s_date,
+    "odata_date": odata_date,
     "month": parse_month,
     "period": parse_period,
     "split": split,

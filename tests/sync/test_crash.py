@@ -53,9 +53,14 @@ def test_kill_mid_sync_then_rerun_equals_uninterrupted(tmp_path: Path) -> None:
             configs[name] = write_config(folder, source.url, urls[name], page_size=200)
             assert run(configs[name], "init").wait(60) == 0
 
+        started = time.perf_counter()
         assert run(configs["reference"], "sync").wait(300) == 0
+        duration = time.perf_counter() - started
         kills = 0
-        for delay in (0.6, 1.5, 2.5, 3.5):
+        # Kill points as shares of an uninterrupted run's duration, so that a loaded machine
+        # (slower runs) still gets killed mid-run: during start-up/fetch, planning and apply.
+        for share in (0.35, 0.55, 0.75, 0.9):
+            delay = duration * share
             proc = run(configs["killed"], "sync")
             time.sleep(delay)
             if proc.poll() is None:
