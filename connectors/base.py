@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 # Canonical entity kinds a source can provide (DESIGN.md "Canonical entity kinds").
 KINDS = ("org_units", "staff", "performance", "party_orgs", "party_members", "activities", "payroll")
@@ -74,10 +74,15 @@ class SourceError(Exception):
 
 
 class BaseSourceSchema(Schema):
-    """Keys every source block has; connector schemas subclass this and add their own."""
+    """Keys every source block has; connector schemas subclass this and add their own.
+
+    A connector that can only read some kinds (a contacts API has no party rosters) names them
+    in `provided_kinds`; `provides` is then checked against it."""
 
     class Meta:
         unknown = RAISE
+
+    provided_kinds: ClassVar[tuple[str, ...] | None] = None
 
     connector = fields.String(required=True)
     provides = fields.List(
@@ -85,6 +90,14 @@ class BaseSourceSchema(Schema):
     )
     mapping = fields.String(load_default=None)
     schedule = fields.String(load_default=None)
+
+    @validates_schema
+    def _provides_what_the_connector_reads(self, data: dict[str, Any], **_: Any) -> None:
+        allowed = self.provided_kinds
+        other = [k for k in data.get("provides", ()) if allowed is not None and k not in allowed]
+        if other:
+            raise ValidationError({"provides": [
+                f"{data.get('connector')} provides {' and '.join(allowed or ())} only, not {', '.join(other)}"]})
 
 
 class Connector:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import requests
-from marshmallow import ValidationError, fields, validate, validates_schema
+from marshmallow import fields, validate
 
 from connectors.base import BaseSourceSchema, Connector, Page, SourceError
 from connectors.http import (
@@ -56,15 +56,10 @@ def base_url_field(default: str) -> fields.Url:
 
 
 class VendorSourceSchema(BaseSourceSchema, HttpOptionsSchema):
-    """Keys every vendor preset shares; each preset adds its credentials and `base_url`."""
+    """Keys every vendor preset shares; each preset adds its credentials and `base_url`.
+    Contacts APIs have departments and users only."""
 
-    @validates_schema
-    def _contacts_only(self, data: dict[str, Any], **_: Any) -> None:
-        other = [kind for kind in data.get("provides", ()) if kind not in VENDOR_KINDS]
-        if other:
-            raise ValidationError({"provides": [
-                f"{', '.join(other)}: this preset reads the contacts API, which has only "
-                f"{' and '.join(VENDOR_KINDS)}"]})
+    provided_kinds = VENDOR_KINDS
 
 
 def page_size_field(maximum: int) -> fields.Integer:

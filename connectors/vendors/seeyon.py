@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate
 
 from connectors.base import BaseSourceSchema, Page, SourceError
 from connectors.http import (
@@ -62,6 +62,8 @@ class IdField(fields.Field):
 class SeeyonSourceSchema(BaseSourceSchema, HttpOptionsSchema):
     """The `seeyon` source block."""
 
+    provided_kinds = KINDS_PROVIDED
+
     base_url = fields.Url(required=True, require_tld=False)
     user_name = fields.String(required=True, validate=validate.Length(min=1))
     password = fields.String(required=True, validate=validate.Length(min=1))
@@ -70,13 +72,6 @@ class SeeyonSourceSchema(BaseSourceSchema, HttpOptionsSchema):
     # the right to read accounts).
     account_name = fields.String(load_default=None)
     chunk_size = fields.Integer(load_default=1000, validate=validate.Range(min=1))
-
-    @validates_schema
-    def _kinds(self, data: dict[str, Any], **_: Any) -> None:
-        extra = [kind for kind in data.get("provides", ()) if kind not in KINDS_PROVIDED]
-        if extra:
-            raise ValidationError({"provides": [f"seeyon provides {', '.join(KINDS_PROVIDED)} "
-                                                f"only, not {', '.join(extra)}"]})
 
 
 def _enabled(value: Any) -> bool:

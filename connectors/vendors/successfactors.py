@@ -89,6 +89,8 @@ class EntitySchema(Schema):
 class SuccessFactorsSourceSchema(BaseSourceSchema, HttpOptionsSchema):
     """The `successfactors` source block."""
 
+    provided_kinds = KINDS_PROVIDED
+
     base_url = fields.Url(required=True, require_tld=False)
     auth = fields.Nested(AuthSchema, required=True)
     entities = fields.Dict(keys=fields.String(validate=validate.OneOf(KINDS_PROVIDED)),
@@ -99,10 +101,6 @@ class SuccessFactorsSourceSchema(BaseSourceSchema, HttpOptionsSchema):
 
     @validates_schema
     def _check(self, data: dict[str, Any], **_: Any) -> None:
-        extra = [k for k in data.get("provides", ()) if k not in KINDS_PROVIDED]
-        if extra:
-            raise ValidationError({"provides": [f"successfactors provides "
-                                                f"{', '.join(KINDS_PROVIDED)} only"]})
         auth = data.get("auth") or {}
         if auth.get("type") == "basic" and "@" not in auth.get("username", ""):
             # SuccessFactors wants user@companyId; a bare user name fails with a bare 401.

@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from connectors.base import BaseSourceSchema, Connector, Page, SourceError
 from connectors.http import (
@@ -114,15 +114,9 @@ class WeaverFiltersSchema(Schema):
     # This OA's educationlevel id → an education name or national code.
     education_levels = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
 
-    @validates_schema
-    def _weaver_kinds(self, data: dict[str, Any], **_: Any) -> None:
-        other = [k for k in data.get("provides", ()) if k not in WEAVER_KINDS]
-        if other:
-            raise ValidationError({"provides": [f"Weaver provides {' and '.join(WEAVER_KINDS)} only, "
-                                                f"not {', '.join(other)}"]})
-
 
 class WeaverSoapSchema(BaseSourceSchema, SoapOptionsSchema, WeaverFiltersSchema):
+    provided_kinds = WEAVER_KINDS
     # The HrmService WSDL: http://<oa>/services/HrmService?wsdl, or a saved copy (file path).
     url = fields.String(required=True, validate=validate.Length(min=1))
     # in0 of every call; the OA overwrites it with the caller's address, so it rarely matters.
@@ -139,6 +133,7 @@ class RestPathsSchema(Schema):
 
 
 class WeaverRestSchema(BaseSourceSchema, HttpOptionsSchema, WeaverFiltersSchema):
+    provided_kinds = WEAVER_KINDS
     base_url = fields.Url(required=True, require_tld=False)
     config_key = fields.String(required=True, validate=validate.Length(min=1))
     token_algorithm = fields.String(load_default="md5", validate=validate.OneOf(("md5", "sm3")))

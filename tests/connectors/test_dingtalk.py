@@ -192,7 +192,7 @@ def test_config_defaults_registry_and_secrets() -> None:
         DingTalkSourceSchema().load({"connector": "dingtalk", "app_key": "k", "provides": ["staff"],
                                      "page_size": 500})
     assert set(error.value.messages) == {"app_secret", "page_size"}
-    with pytest.raises(ValidationError, match="contacts API"):
+    with pytest.raises(ValidationError, match="provides org_units and staff only"):
         DingTalkSourceSchema().load({"connector": "dingtalk", "app_key": "k", "app_secret": "s",
                                      "provides": ["staff", "party_orgs"]})
 
