@@ -45,6 +45,9 @@ class ConfigSchema(Schema):
     # Optional exact party-org name → code map, for rosters that spell a branch differently.
     party_org_names = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     batch_size = fields.Integer(load_default=2000, validate=validate.Range(min=1))
+    # Standardization rule thresholds by rule id (defaults from reference/party-rules.md),
+    # validated by the rules themselves.
+    rules = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
 
 
 @dataclass
@@ -72,6 +75,7 @@ class Config:
     guard: dict[str, Any]
     party_org_names: dict[str, str] = field(default_factory=dict)
     batch_size: int = 2000
+    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path:
@@ -185,6 +189,7 @@ def parse_config(raw: Any, *, path: Path | None) -> Config:
         guard=data["guard"],
         party_org_names=data["party_org_names"],
         batch_size=data["batch_size"],
+        rules=data["rules"],
     )
 
 
