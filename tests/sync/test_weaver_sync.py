@@ -80,3 +80,24 @@ def test_weaver_soap_sync_and_refused_answer(oa: WeaverSoapFake, runtime: Runtim
     oa.mode = "ok"
     assert SyncEngine(runtime).run().status == "succeeded"
     assert snapshot(runtime)["deactivations"] == 0
+
+
+def test_full_then_incremental_pull(oa: WeaverSoapFake, runtime: Runtime) -> None:
+    assert SyncEngine(runtime).run().status == "succeeded"
+    # E002 moves to 生产部's sub-department and becomes a full member; the OA stamps the change.
+    e002 = next(u for u in oa.users if u["workcode"] == "E002")
+    e002.update(departmentid="22", policy="中共党员", lastChangdate="2024-05-20")
+    oa.calls.clear()
+    result = SyncEngine(runtime).run()
+    assert result.status == "succeeded", result.errors
+    user_calls = [args for op, args in oa.calls if op == "getHrmUserInfo"]
+    assert user_calls and user_calls[-1][5] == "2024-04-01"  # in5 = lastmoddate from the cursor
+    assert result.counts["staff"]["updated"] == 1 and result.counts["staff"]["deactivated"] == 0
+    assert result.moves.get("staff") == 1
+    with session_factory(runtime.engine)() as s:
+        person = s.scalar(select(Person).where(Person.employee_no == "E002"))
+        assert (person.org_unit_code, person.political_status) == ("22", "01")
+        assert s.get(SourceCursor, ("oa", "staff")).value == "2024-05-20"
+        # the other staff, not returned by the incremental pull, stay as they were
+        assert s.scalar(select(func.count()).where(Person.staff_active.is_(True))) == \
+            len([u for u in oa.users if u.get("workcode")])
