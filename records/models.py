@@ -341,6 +341,7 @@ FEED_ENTITY = {
 }
 
 __all__ = [
+    "ApiToken",
     "AuditLog",
     "Base",
     "Change",
@@ -386,3 +387,27 @@ class ExpectedBranch(Base):
     org_unit_code: Mapped[str] = mapped_column(String(CODE), primary_key=True)
     branch_code: Mapped[str] = mapped_column(String(CODE), index=True)
     via_unit_code: Mapped[str] = mapped_column(String(CODE))
+
+
+class ApiToken(Base):
+    """A bearer token for `/api/v1` (and later `/scim/v2`): scopes, an optional party-org subtree.
+
+    Only the SHA-256 of the token is stored: the token is 256 random bits, so a fast unsalted hash
+    cannot be reversed, and it lets a request find its token by an indexed equality lookup (a slow
+    password hash would cost every API call a tenth of a second). `prefix` is the token's public
+    beginning, shown in lists so a leaked token can be recognised without storing it.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    scopes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # The token sees this party org's subtree only (None: everything).
+    party_org_code: Mapped[str | None] = mapped_column(String(CODE))
+    created_by: Mapped[str] = mapped_column(String(80), default="cli")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
