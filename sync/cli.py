@@ -296,5 +296,7 @@ def check_command(sources: tuple[str, ...], as_json: bool) -> None:
 
 
 def init_app(app: Flask) -> None:
-    for command in (sync_command, runs_command, mismatches_command, check_command):
+    from sync.rules.cli import rules_group  # issue 7: `dualline rules list|run` (standardization rules)
+
+    for command in (sync_command, runs_command, mismatches_command, check_command, rules_group):
         app.cli.add_command(command)

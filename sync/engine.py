@@ -32,6 +32,7 @@ from sync.config import ConfigError, SourceConfig
 from sync.guard import check
 from sync.plan import KIND_ORDER, RunPlan
 from sync.planner import Planner
+from sync.rules import RuleSet  # issue 7: standardization rules
 from sync.runtime import Runtime
 
 ProgressFn = Callable[[str, str, int], None]
@@ -126,6 +127,7 @@ class SyncEngine:
     ) -> RunResult:
         started = time.perf_counter()
         sources = self.select_sources(source_names)
+        rule_set = RuleSet.from_config(self.config)  # issue 7: a bad `rules:` block fails before anything runs
         built = {s.name: self.build(s) for s in sources}
         cipher = self.runtime.cipher
         run_id = None if dry_run else self._start_run(sources, full, approve, actor)
@@ -179,6 +181,8 @@ class SyncEngine:
             result.moves = dict(applier.moves)
             pulled = [(s.source, s.kind, s.full) for s in plan.stats]
             alignment = align(session, run_id, actor, plan.ambiguities, pulled)
+            # issue 7: standardization findings into the same mismatches, in the same transaction
+            alignment = rule_set.after_alignment(session, run_id, actor, alignment)
             result.mismatches = alignment.as_dict()
             result.mismatches_by_rule = alignment.by_rule
             if dry_run:
