@@ -30,6 +30,13 @@ RULE_LABELS: dict[str, dict[str, str]] = {
     "join_date_conflict": {"zh": "入党日期不一致", "en": "Join dates differ"},
     "uncovered_unit": {"zh": "部门未建支部覆盖", "en": "Unit covered by no branch"},
     "ambiguous_match": {"zh": "人员无法唯一匹配", "en": "Ambiguous person match"},
+    "branch_too_small": {"zh": "支部正式党员不足3人", "en": "Branch below 3 full members"},
+    "branch_too_large": {"zh": "支部党员超过50人", "en": "Branch above 50 members"},
+    "committee_required": {"zh": "应设支部委员会", "en": "Branch committee required"},
+    "org_kind_mismatch": {"zh": "组织形式与党员人数不符", "en": "Org kind vs size"},
+    "term_expired": {"zh": "届期已满或将满", "en": "Term expired or expiring"},
+    "secretary_tenure": {"zh": "书记党龄不足", "en": "Secretary's tenure too short"},
+    "probation_overdue": {"zh": "预备期已满未转正", "en": "Probation overdue"},
 }
 STATE_LABELS: dict[str, dict[str, str]] = {
     "open": {"zh": "待处理", "en": "Open"},
