@@ -54,7 +54,7 @@ def create_app(config_path: str | None = None, test_config: dict[str, Any] | Non
 
     from records import cli as records_cli
     from sync import cli as sync_cli
-    from web import api, auth, console, health, tokens
+    from web import api, auth, console, health, scim, tokens
     from web import cli as web_cli
 
     records_cli.init_app(app)
@@ -65,6 +65,7 @@ def create_app(config_path: str | None = None, test_config: dict[str, Any] | Non
     console.init_app(app)
     tokens.init_app(app)
     api.init_app(app)
+    scim.init_app(app)
     try:
         app.extensions["dualline"].runtime()  # also sets the session key
     except ConfigError:

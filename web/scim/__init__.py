@@ -1,0 +1,45 @@
+"""SCIM 2.0 (RFC 7643/7644) at `/scim/v2`: persons as Users, party orgs as Groups — read-only.
+
+Why read-only: the unified records are owned by the sync (HR and the party roster are the
+sources of truth; a SCIM write would be overwritten by the next run or fight it). So:
+
+* every attribute in `/Schemas` has `mutability: readOnly`;
+* `ServiceProviderConfig` says `patch`, `bulk` and `changePassword` are unsupported, `filter`
+  (maxResults 1000), `sort` and `etag` supported, authentication `oauthbearertoken`;
+* PATCH and `/Bulk` answer 501 (RFC 7644 §3.12: the operation is not supported, as advertised);
+  POST, PUT and DELETE on Users and Groups answer 400 with `scimType: mutability` (§3.12: "the
+  attempted modification is not compatible with the target attribute's mutability") — not 403,
+  which would suggest another token could do it.
+
+Mapping decisions:
+
+* Users: `id` = person id, `externalId` and `userName` = employee number (`userName` falls back to
+  the id for party-only persons), `name.formatted`/`displayName` = the recorded name (authoritative;
+  familyName/givenName derived: the first character, or a known compound surname, is the family
+  name; names with spaces keep only `formatted`), `active` = listed as staff and in service
+  (active, probation, temporary). `phoneNumbers` carries the mobile *masked* unless the token holds
+  `read:sensitive` (as in /api/v1) and is never filterable. The ID number is not published at all.
+  Enterprise extension: employeeNumber, department (org unit name), organization (the nearest
+  company above), manager (the org unit's manager, when they are a person the token can see).
+  Party extension `urn:dualline:params:scim:schemas:extension:party:1.0:User`: the active
+  membership's branch (Group id, code, name), category, joinedOn, fullMemberOn, membershipStatus,
+  plus the HR politicalStatus.
+* Groups: `id` = party org id, `externalId` = code, `displayName` = name, `members` = persons with
+  an active membership registered there; extension
+  `urn:dualline:params:scim:schemas:extension:partyOrg:1.0:Group` (code, kind, parent, secretary,
+  retirees, active).
+* Tokens, scopes, subtree limits and masking are web.api.security's; a subtree token sees the
+  Users and Groups the REST API shows it, and gets 404 for the others.
+* Lists page by `startIndex`/`count` (offset: SCIM has no cursor), ordered by `sortBy` then id;
+  `meta.version` is a weak ETag over the whole representation, sent as `ETag` on single reads
+  (`If-None-Match` → 304).
+"""
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    from web.scim.views import bp
+
+    app.register_blueprint(bp)
