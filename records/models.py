@@ -27,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
 
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -411,3 +412,28 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+LeaseTime = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+class RunLock(Base):
+    """A lease held in the database, so that it works across processes and hosts.
+
+    `name` is `source:<name>` for a sync (one row per source a run holds) or `scheduler:<host>`
+    for a scheduler's heartbeat. The primary key makes taking a free lock atomic (INSERT);
+    taking over an expired one is a conditional UPDATE whose row count says who won. A holder
+    renews `expires_at` while it works; one that dies stops renewing and loses the lock after the
+    TTL. Times are naive UTC from the holders' clocks (hosts are expected to run NTP).
+    """
+
+    __tablename__ = "run_locks"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))  # host:pid:uuid
+    run_id: Mapped[int | None] = mapped_column(Integer)  # the sync run it protects, once started
+    # Microseconds on MySQL/MariaDB too (plain DATETIME there keeps whole seconds, which would
+    # cut up to a second off every lease and make short TTLs expire under a live holder).
+    acquired_at: Mapped[dt.datetime] = mapped_column(LeaseTime)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(LeaseTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(LeaseTime)

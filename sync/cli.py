@@ -20,6 +20,7 @@ from records.models import Mismatch, PartyOrg, Person, SyncRun
 from sqlalchemy.exc import SQLAlchemyError
 from sync.fields import SENSITIVE_FIELDS
 from sync.engine import RunResult, SyncEngine
+from sync.locks import LockHeld
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HELD = 0, 1, 2, 3
 STATUS_EXIT = {"succeeded": EXIT_OK, "dry_run": EXIT_OK, "failed": EXIT_FAILED, "held": EXIT_HELD}
@@ -102,7 +103,15 @@ def sync_command(sources: tuple[str, ...], dry_run: bool, full: bool, approve: b
     """Run sources (all when none are named)."""
     progress = None if as_json else TerminalProgress()
     engine = SyncEngine(_runtime(), progress=progress)
-    result = engine.run(list(sources) or None, dry_run=dry_run, full=full, approve=approve)
+    try:
+        result = engine.run(list(sources) or None, dry_run=dry_run, full=full, approve=approve)
+    except LockHeld as exc:  # another live run has one of these sources: nothing was done
+        if as_json:
+            click.echo(json.dumps({"run_id": None, "status": "failed", "errors": [
+                {"error_class": "locked", "message": str(exc), "holder": exc.holder,
+                 "since": exc.since.isoformat() if exc.since else None}]}, ensure_ascii=False))
+        click.echo(f"dualline: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
     if progress:
         progress.done()
     if as_json:
@@ -295,8 +304,21 @@ def check_command(sources: tuple[str, ...], as_json: bool) -> None:
     sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 
+@click.command("scheduler")
+def scheduler_command() -> None:
+    """Run the sources' `schedule:` crons until stopped (each run in a child process)."""
+    import logging
+
+    from sync.scheduler import run_scheduler
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runtime = _runtime()
+    run_scheduler(runtime.config, runtime.engine)
+
+
 def init_app(app: Flask) -> None:
     from sync.rules.cli import rules_group  # issue 7: `dualline rules list|run` (standardization rules)
 
-    for command in (sync_command, runs_command, mismatches_command, check_command, rules_group):
+    for command in (sync_command, runs_command, mismatches_command, check_command, rules_group,
+                    scheduler_command):
         app.cli.add_command(command)

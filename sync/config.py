@@ -34,6 +34,20 @@ class GuardSchema(Schema):
     max_deactivate = fields.Integer(load_default=200, validate=validate.Range(min=0))
 
 
+class SchedulerSchema(Schema):
+    """`scheduler:` — how `dualline scheduler` runs the sources' `schedule:` crons."""
+
+    class Meta:
+        unknown = RAISE
+
+    # A run still going after this long is killed (its transaction never commits).
+    run_timeout_seconds = fields.Float(load_default=3600.0, validate=validate.Range(min=1))
+    # A run lock whose holder stopped renewing it (killed, hung) is free after this long.
+    lock_ttl_seconds = fields.Float(load_default=60.0, validate=validate.Range(min=0.5))
+    # A fire time missed by at most this much (downtime) still runs — once, however many were missed.
+    misfire_grace_seconds = fields.Integer(load_default=3600, validate=validate.Range(min=1))
+
+
 class ConfigSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -48,6 +62,7 @@ class ConfigSchema(Schema):
     # Standardization rule thresholds by rule id (defaults from reference/party-rules.md),
     # validated by the rules themselves.
     rules = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
+    scheduler = fields.Nested(SchedulerSchema, load_default=lambda: SchedulerSchema().load({}))
 
 
 @dataclass
@@ -76,6 +91,7 @@ class Config:
     party_org_names: dict[str, str] = field(default_factory=dict)
     batch_size: int = 2000
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scheduler: dict[str, Any] = field(default_factory=lambda: SchedulerSchema().load({}))
 
     @property
     def base_dir(self) -> Path:
@@ -190,6 +206,7 @@ def parse_config(raw: Any, *, path: Path | None) -> Config:
         party_org_names=data["party_org_names"],
         batch_size=data["batch_size"],
         rules=data["rules"],
+        scheduler=data["scheduler"],
     )
 
 

@@ -5,7 +5,9 @@
 Everything a run changes — records, source links, cursors, change feed rows, quarantine,
 mismatches and the run's own outcome — commits in ONE transaction, written in batches. A crash
 or kill at any point leaves the previous consistent state (the run row, committed at start, is
-marked interrupted by the next run). A failed pull applies nothing; a held run applies nothing;
+marked interrupted by the next run once its run lock has no live holder). Runs of one source
+never overlap: a run holds a lock per source in the database (sync.locks) for its whole length,
+so two processes or hosts cannot apply the same source at once. A failed pull applies nothing; a held run applies nothing;
 `dry_run` does all the work and rolls it back, so its numbers are exact.
 """
 from __future__ import annotations
@@ -30,6 +32,7 @@ from sync.alignment import align
 from sync.apply import Applier
 from sync.config import ConfigError, SourceConfig
 from sync.guard import check
+from sync.locks import RunLocks, live_run_ids, source_lock_name
 from sync.plan import KIND_ORDER, RunPlan
 from sync.planner import Planner
 from sync.rules import RuleSet  # issue 7: standardization rules
@@ -130,7 +133,17 @@ class SyncEngine:
         rule_set = RuleSet.from_config(self.config)  # issue 7: a bad `rules:` block fails before anything runs
         built = {s.name: self.build(s) for s in sources}
         cipher = self.runtime.cipher
-        run_id = None if dry_run else self._start_run(sources, full, approve, actor)
+        locks: RunLocks | None = None
+        if not dry_run:  # a dry run writes nothing, so it may look while a real run goes on
+            locks = RunLocks(self.runtime.engine, [source_lock_name(s.name) for s in sources],
+                             ttl=self.config.scheduler["lock_ttl_seconds"])
+            locks.acquire()  # raises LockHeld, naming the live holder
+        try:
+            run_id = None if dry_run else self._start_run(sources, full, approve, actor, locks)
+        except BaseException:
+            if locks is not None:
+                locks.release()
+            raise
         result = RunResult(run_id=run_id, status="running")
         session = self.sessions()
         plan = RunPlan(batch_size=self.config.batch_size)
@@ -205,23 +218,33 @@ class SyncEngine:
             raise
         finally:
             session.close()
+            # After the commit (or rollback): the next run must see what this one wrote.
+            if locks is not None:
+                locks.release()
             for connector, _ in built.values():
                 connector.close()
 
     # -- bookkeeping --------------------------------------------------------------------------
 
-    def _start_run(self, sources: list[SourceConfig], full: bool, approve: bool, actor: str) -> int:
+    def _start_run(self, sources: list[SourceConfig], full: bool, approve: bool, actor: str,
+                   locks: RunLocks | None = None) -> int:
         with self.sessions() as session, session.begin():
-            # A run still "running" was killed: its transaction never committed, say so.
+            # A run still "running" whose lock has no live holder was killed: its transaction
+            # never committed, say so. Runs other processes are going on with are left alone.
+            stale = update(SyncRun).where(SyncRun.status == "running")
+            live = live_run_ids(session)
+            if live:
+                stale = stale.where(SyncRun.id.not_in(live))
             session.execute(
-                update(SyncRun)
-                .where(SyncRun.status == "running")
-                .values(status="failed", finished_at=utcnow(), error="interrupted (process ended before the run finished)")
+                stale.values(status="failed", finished_at=utcnow(),
+                             error="interrupted (process ended before the run finished)")
             )
             run = SyncRun(sources=[s.name for s in sources], full=full, approved=approve, actor=actor,
                           status="running", started_at=utcnow())
             session.add(run)
             session.flush()
+            if locks is not None:
+                locks.bind_run(session, run.id)
             return run.id
 
     def _finish(self, result: RunResult, plan: RunPlan, status: str, started: float) -> RunResult:

@@ -1,11 +1,30 @@
-"""`GET /healthz`: is the database reachable and the schema current?"""
+"""`GET /healthz`: database reachable, schema current, scheduler heartbeat fresh.
+
+200 with `status: ok` when all hold; 503 with `status: degraded` (or `error` when the database
+cannot be reached) otherwise. The scheduler is only judged once one has ever run here (its
+heartbeat row exists): a deployment without a scheduler is not degraded for lacking one.
+"""
 from __future__ import annotations
+
+from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify
 
 from records.db import schema_is_current
+from records.models import utcnow
+from sync.locks import heartbeats
 
 bp = Blueprint("health", __name__)
+
+
+def scheduler_health(engine: Any) -> list[dict[str, Any]]:
+    """Each scheduler's heartbeat: age in seconds and whether it is stale (its lease expired)."""
+    now = utcnow()
+    return [
+        {"name": hb.name, "holder": hb.holder, "heartbeat_age_seconds": round((now - hb.heartbeat_at).total_seconds(), 1),
+         "stale": hb.expires_at < now}
+        for hb in heartbeats(engine, "scheduler:")
+    ]
 
 
 @bp.get("/healthz")
@@ -15,9 +34,23 @@ def healthz():
         current = schema_is_current(runtime.engine)
     except Exception as exc:  # noqa: BLE001 - a health check reports, it never raises
         return jsonify(status="error", database=False, error=type(exc).__name__), 503
-    status = 200 if current else 503
-    return jsonify(status="ok" if current else "degraded", database=True, migrations_current=current), status
+    body: dict[str, Any] = {"database": True, "migrations_current": current}
+    healthy = current
+    try:
+        schedulers = scheduler_health(runtime.engine)
+    except Exception:  # noqa: BLE001 - an old schema has no run_locks yet (migrations_current says so)
+        schedulers = []
+    if schedulers:
+        body["schedulers"] = schedulers
+        # Healthy when at least one scheduler is alive: a second one may have been retired.
+        body["scheduler_ok"] = any(not s["stale"] for s in schedulers)
+        healthy = healthy and body["scheduler_ok"]
+    body["status"] = "ok" if healthy else "degraded"
+    return jsonify(body), 200 if healthy else 503
 
 
 def init_app(app: Flask) -> None:
+    from web import metrics  # `/metrics` lives beside the health check
+
     app.register_blueprint(bp)
+    metrics.init_app(app)
