@@ -37,11 +37,12 @@ import threading
 import time
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from benchmarks.enterprise import Enterprise
+from benchmarks.local_server import LocalHttpServer
 
 ROOT_DEPT_ID = 1
 MAX_SIZE = 100  # DingTalk refuses user/list size > 100
@@ -145,11 +146,13 @@ class _Answers:
                 self.user_pages[(did, start)] = _ok(result=result, request_id="bench")
 
 
-class DingTalkFake:
+class DingTalkFake(LocalHttpServer):
     """A threaded HTTP server on localhost answering as DingTalk for one enterprise.
 
     A context manager; `url` is the base URL once started (the preset's `base_url`).
     """
+
+    thread_name = "dingtalk-fake"
 
     def __init__(self, enterprise: Enterprise, size: int = MAX_SIZE, host: str = "127.0.0.1",
                  port: int = 0) -> None:
@@ -163,9 +166,7 @@ class DingTalkFake:
         self.listsub = {d: _ok(result=[self.data.departments[c] for c in self.data.children.get(d, [])])
                         for d in self.data.departments}
         self.token_body = _ok(access_token=TOKEN, expires_in=7200)
-        self._host, self._port = host, port
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(host, port)
 
     @property
     def total_requests(self) -> int:
@@ -183,35 +184,8 @@ class DingTalkFake:
             return self._answers[size]
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> DingTalkFake:
-        self._server = ThreadingHTTPServer((self._host, self._port), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="dingtalk-fake", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> DingTalkFake:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the DingTalk fake is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     # ------------------------------------------------------------------ answers
     def respond(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> bytes:

@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from benchmarks.answer_key import Record
 from benchmarks.enterprise import KINDS, Enterprise
+from benchmarks.local_server import LocalHttpServer
 
 FAILURE_MODES = ("html", "truncate", "short", "empty", "error")
 MAX_PAGE_SIZE = 10_000
@@ -62,56 +63,31 @@ class _Pages:
         return _body([], page, len(bodies), self.totals[kind])  # past the end: an empty page
 
 
-class FakeSource:
+class FakeSource(LocalHttpServer):
     """A threaded HTTP server on localhost serving one enterprise; a context manager.
 
     `url` is the base URL once started. `hits` counts requests per kind. The server notices
     `Enterprise.mutate` (the enterprise's `version`) and re-serializes on the next request.
     """
 
+    thread_name = "fake-source"
+
     def __init__(self, enterprise: Enterprise, page_size: int = 1000, host: str = "127.0.0.1", port: int = 0) -> None:
         self.enterprise = enterprise
         self.default_page_size = page_size
         self.hits: Counter[str] = Counter()
-        self._host, self._port = host, port
+        super().__init__(host, port)
         self._lock = threading.Lock()
         self._pages: dict[int, _Pages] = {}
         self._version = -1
         self._failures: dict[tuple[str, int | None], list[Any]] = {}
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> FakeSource:
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
+
+    def before_start(self) -> None:
         self.pages(self.default_page_size)  # serialize before the first request arrives
-        self._server = ThreadingHTTPServer((self._host, self._port), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-source", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeSource:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the fake source is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     # ------------------------------------------------------------------ data and faults
     def pages(self, page_size: int) -> _Pages:
