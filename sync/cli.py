@@ -317,7 +317,7 @@ def scheduler_command() -> None:
 
 
 def init_app(app: Flask) -> None:
-    from sync.rules.cli import rules_group  # issue 7: `dualline rules list|run` (standardization rules)
+    from sync.rules.cli import rules_group  # `dualline rules list|run`: standardization rules
 
     for command in (sync_command, runs_command, mismatches_command, check_command, rules_group,
                     scheduler_command):

@@ -35,7 +35,7 @@ from sync.guard import check
 from sync.locks import RunLocks, live_run_ids, source_lock_name
 from sync.plan import KIND_ORDER, RunPlan
 from sync.planner import Planner
-from sync.rules import RuleSet  # issue 7: standardization rules
+from sync.rules import RuleSet
 from sync.runtime import Runtime
 
 ProgressFn = Callable[[str, str, int], None]
@@ -130,7 +130,7 @@ class SyncEngine:
     ) -> RunResult:
         started = time.perf_counter()
         sources = self.select_sources(source_names)
-        rule_set = RuleSet.from_config(self.config)  # issue 7: a bad `rules:` block fails before anything runs
+        rule_set = RuleSet.from_config(self.config)  # a bad `rules:` block fails before anything runs
         built = {s.name: self.build(s) for s in sources}
         cipher = self.runtime.cipher
         locks: RunLocks | None = None
@@ -194,7 +194,7 @@ class SyncEngine:
             result.moves = dict(applier.moves)
             pulled = [(s.source, s.kind, s.full) for s in plan.stats]
             alignment = align(session, run_id, actor, plan.ambiguities, pulled)
-            # issue 7: standardization findings into the same mismatches, in the same transaction
+            # Standardization findings join the same queue, in the same transaction.
             alignment = rule_set.after_alignment(session, run_id, actor, alignment)
             result.mismatches = alignment.as_dict()
             result.mismatches_by_rule = alignment.by_rule
