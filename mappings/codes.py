@@ -244,6 +244,17 @@ PERFORMANCE_GRADE = CodeTable("performance_grade", _grouped({
     "不合格": ["D", "不称职"],
 }))
 
+# 组织生活 activity types (reference/party-rules.md "Organizational life").
+ACTIVITY_TYPE = CodeTable("activity_type", _grouped({
+    "member_meeting": ["支部党员大会", "党员大会"],
+    "committee_meeting": ["支部委员会会议", "支委会", "支委会会议", "支部委员会"],
+    "group_meeting": ["党小组会", "党小组会议"],
+    "party_lecture": ["党课"],
+    "theme_day": ["主题党日", "主题党日活动"],
+    "org_life_meeting": ["组织生活会"],
+    "democratic_review": ["民主评议党员", "民主评议"],
+}))
+
 BOOLEAN = CodeTable("boolean", _grouped({
     True: ["是", "有", "true", "t", "yes", "y", "1", "√"],
     False: ["否", "无", "false", "f", "no", "n", "0", "×"],
@@ -255,6 +266,6 @@ TABLES: dict[str, CodeTable] = {
     for table in (
         POLITICAL_STATUS, GENDER, ETHNICITY, EDUCATION, EMPLOYMENT_STATUS, ORG_UNIT_KIND,
         ORG_UNIT_STATUS, PARTY_ORG_KIND, MEMBER_CATEGORY, MEMBER_STATUS, PERFORMANCE_GRADE,
-        BOOLEAN,
+        BOOLEAN, ACTIVITY_TYPE,
     )
 }

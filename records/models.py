@@ -137,6 +137,29 @@ class Payroll(Timestamps, Base):
     __table_args__ = (UniqueConstraint("employee_no", "month", name="uq_payroll_key"),)
 
 
+class Activity(Timestamps, Base):
+    """One organizational-life activity of a party org (三会一课, 主题党日, 组织生活会, 民主评议).
+
+    `activity_key` is the source's own id of the activity (canonical field `id`; `id` here is the
+    surrogate key). `type` is canonical (mappings.codes.ACTIVITY_TYPE); `expected` is how many
+    members should attend, null when the source does not say.
+    """
+
+    __tablename__ = "activities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    activity_key: Mapped[str] = mapped_column(String(CODE))
+    party_org_code: Mapped[str | None] = mapped_column(String(CODE), index=True)
+    type: Mapped[str | None] = mapped_column(String(32))
+    held_on: Mapped[dt.date | None] = mapped_column(Date, index=True)
+    attendees: Mapped[int | None] = mapped_column(Integer)
+    expected: Mapped[int | None] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (UniqueConstraint("activity_key", name="uq_activities_key"),)
+
+
 # --- party line ----------------------------------------------------------------------------
 
 
@@ -338,10 +361,12 @@ FEED_ENTITY = {
     Membership: "membership",
     Performance: "performance",
     Payroll: "payroll",
+    Activity: "activity",
     Mismatch: "mismatch",
 }
 
 __all__ = [
+    "Activity",
     "ApiToken",
     "AuditLog",
     "Base",

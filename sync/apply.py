@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from records.bulk import BulkInserter, allocate_ids
 from records.crypto import FieldCipher
 from records.models import (
+    Activity,
     Change,
     Coverage,
     Membership,
@@ -41,13 +42,16 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "party_members": ("party_org_code", "category", "joined_on", "full_member_on", "status"),
     "performance": ("employee_no", "period", "grade", "score", "score_max"),
     "payroll": ("employee_no", "month", "after_tax_pay"),
+    "activities": ("activity_key", "party_org_code", "type", "held_on", "attendees", "expected"),
 }
 PERSON_FROM_ROSTER = ("employee_no", "name", "gender", "birth_date", "ethnicity", "education",
                       "id_number", "mobile", "position")
 MODEL = {"org_units": OrgUnit, "party_orgs": PartyOrg, "staff": Person,
-         "party_members": Membership, "performance": Performance, "payroll": Payroll}
+         "party_members": Membership, "performance": Performance, "payroll": Payroll,
+         "activities": Activity}
 FEED = {"org_units": "org_unit", "party_orgs": "party_org", "staff": "person",
-        "party_members": "membership", "performance": "performance", "payroll": "payroll"}
+        "party_members": "membership", "performance": "performance", "payroll": "payroll",
+        "activities": "activity"}
 MOVE_FIELDS = {"org_unit_code", "parent_code", "party_org_code"}
 # Person columns a roster row can fill in (sensitive ones by their hash).
 _GAP_COLUMNS = ("employee_no", "name", "gender", "birth_date", "ethnicity", "education",

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from connectors import Connector, SourceError
 from mappings import Mapping, MappingContext, MappingError
 from records.crypto import FieldCipher
-from records.models import OrgUnit, PartyOrg, Payroll, Performance, SourceLink
+from records.models import Activity, OrgUnit, PartyOrg, Payroll, Performance, SourceLink
 from sync.config import SourceConfig
 from sync.correlate import PersonIndex
 from sync.fields import SENSITIVE_FIELDS, Fingerprinter
@@ -31,6 +31,7 @@ REQUIRED = {
     "party_members": ("name",),
     "performance": ("employee_no", "period"),
     "payroll": ("employee_no", "month"),
+    "activities": ("activity_key",),
 }
 
 # Kinds whose records merge across sources by their business key: model and key columns.
@@ -39,10 +40,21 @@ NATURAL_KEYS: dict[str, tuple[Any, tuple[str, ...]]] = {
     "party_orgs": (PartyOrg, ("code",)),
     "performance": (Performance, ("employee_no", "period")),
     "payroll": (Payroll, ("employee_no", "month")),
+    "activities": (Activity, ("activity_key",)),
 }
 
 # Fields of a roster row that describe the person rather than the membership.
 MEMBER_PERSON_FIELDS = ("name", "gender", "birth_date", "ethnicity", "education", "id_number", "mobile", "position")
+
+
+def _activity_data(data: dict[str, Any]) -> dict[str, Any]:
+    """An activity as the `activities` table stores it: the source's `id` becomes
+    `activity_key` (`id` is the table's surrogate key). Types and dates are the mapping's job."""
+    if "id" not in data:
+        return data
+    out = dict(data)
+    out["activity_key"] = out.pop("id")
+    return out
 
 
 class Link(NamedTuple):
@@ -164,7 +176,8 @@ class Planner:
                         continue
                     try:
                         rec = mapping.map(kind, raw, context)
-                        missing = [f for f in required if not rec.data.get(f)]
+                        data = _activity_data(rec.data) if kind == "activities" else rec.data
+                        missing = [f for f in required if not data.get(f)]
                         if missing:
                             raise MappingError("required field is empty", field=missing[0])
                     except MappingError as exc:
@@ -185,7 +198,7 @@ class Planner:
                     if link is not None and link.active and link.fingerprint == fp:
                         plan.count(kind, "unchanged")
                         continue
-                    self._plan_record(source.name, kind, ext, rec.data, rec.key_field, link, fp)
+                    self._plan_record(source.name, kind, ext, data, rec.key_field, link, fp)
                 if page.cursor is not None:
                     stats.cursor = page.cursor
                 plan.flush()

@@ -5,6 +5,7 @@ from sync.rules import (
     branch_too_large,
     branch_too_small,
     committee_required,
+    meetings_missing,
     org_kind_mismatch,
     probation_overdue,
     secretary_tenure,
@@ -22,5 +23,6 @@ RULES: dict[str, Rule] = {
         term_expired,
         secretary_tenure,
         probation_overdue,
+        meetings_missing,
     )
 }

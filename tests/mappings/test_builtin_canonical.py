@@ -108,5 +108,5 @@ def test_payroll_and_activity() -> None:
     record = CANONICAL.map("activities", {"id": 77, "party_org_code": "P01", "type": "主题党日",
                                           "held_on": "2024.3.5", "attendees": "18", "expected": 20}, CTX)
     assert (record.external_id, record.key_field) == ("77", "id")
-    assert record.data == {"id": "77", "party_org_code": "P01", "type": "主题党日", "held_on": "2024-03-05",
+    assert record.data == {"id": "77", "party_org_code": "P01", "type": "theme_day", "held_on": "2024-03-05",
                            "attendees": 18, "expected": 20}

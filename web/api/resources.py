@@ -24,7 +24,7 @@ from werkzeug.http import generate_etag
 
 from records.crypto import mask_id_number, mask_mobile
 from records.models import (
-    AuditLog, Change, Coverage, Membership, Mismatch, OrgUnit, PartyOrg, Performance, Person,
+    Activity, AuditLog, Change, Coverage, Membership, Mismatch, OrgUnit, PartyOrg, Payroll, Performance, Person,
     SyncRun, utcnow,
 )
 from sync.cli import mismatch_item
@@ -540,8 +540,12 @@ def _feed_filter(viewer: Viewer, s: Session):
             select(PartyOrg.id).where(PartyOrg.code.in_(viewer.subtree(s)))),
         (Change.entity == "mismatch") & Change.entity_id.in_(
             select(Mismatch.id).where(viewer.mismatches_filter(s))),
-        (Change.entity.in_(("performance", "payroll"))) & Change.entity_id.in_(
+        (Change.entity == "performance") & Change.entity_id.in_(
             select(Performance.id).where(Performance.person_id.in_(persons))),
+        (Change.entity == "payroll") & Change.entity_id.in_(
+            select(Payroll.id).where(Payroll.person_id.in_(persons))),
+        (Change.entity == "activity") & Change.entity_id.in_(
+            select(Activity.id).where(Activity.party_org_code.in_(viewer.subtree(s)))),
     )
 
 

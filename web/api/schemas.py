@@ -14,7 +14,8 @@ from flask import current_app
 from marshmallow import Schema, fields, validate
 
 MISMATCH_STATES = ("open", "resolved", "ignored", "closed", "all")
-FEED_ENTITIES = ("person", "org_unit", "party_org", "membership", "mismatch", "performance", "payroll")
+FEED_ENTITIES = ("person", "org_unit", "party_org", "membership", "mismatch", "performance", "payroll",
+                 "activity")
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 
