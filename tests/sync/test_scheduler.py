@@ -103,6 +103,22 @@ def test_run_timeout_kills_the_child() -> None:
     assert time.monotonic() - started < 5 and runner.children == {}
 
 
+def _each_source_ran(url: str, times: int) -> bool:
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as s:
+            runs = s.scalars(select(SyncRun).where(SyncRun.status == "succeeded")).all()
+    except Exception:  # noqa: BLE001 - the schema may be mid-creation; just look again
+        return False
+    finally:
+        engine.dispose()
+    counts: dict[str, int] = {}
+    for run in runs:
+        for name in run.sources:
+            counts[name] = counts.get(name, 0) + 1
+    return len(counts) == 3 and min(counts.values()) >= times
+
+
 def test_two_schedulers_never_run_a_source_twice_at_once(tmp_path: Path) -> None:
     enterprise = generate(staff=300, seed=9)
     with FakeSource(enterprise, page_size=100) as source:
@@ -117,7 +133,12 @@ def test_two_schedulers_never_run_a_source_twice_at_once(tmp_path: Path) -> None
         assert _run(config, "init").wait(60) == 0
         schedulers = [_run(config, "scheduler") for _ in range(2)]
         try:
-            time.sleep(8)
+            # Until every source has run at least twice (so overlaps had their chance), or 45 s
+            # on a loaded machine; then a little longer for more races.
+            deadline = time.monotonic() + 45
+            while time.monotonic() < deadline and not _each_source_ran(url, times=2):
+                time.sleep(0.5)
+            time.sleep(2)
         finally:
             for proc in schedulers:
                 proc.send_signal(signal.SIGTERM)
