@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from connectors import SourceError
 from mappings import MappingContext, MappingError
 from records.db import session_factory
+from records.queries import MISMATCH_STATES, mismatch_state_filter
 from records.models import Mismatch, PartyOrg, Person, SyncRun
 from sqlalchemy.exc import SQLAlchemyError
 from sync.fields import SENSITIVE_FIELDS
@@ -24,7 +25,6 @@ from sync.locks import LockHeld
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HELD = 0, 1, 2, 3
 STATUS_EXIT = {"succeeded": EXIT_OK, "dry_run": EXIT_OK, "failed": EXIT_FAILED, "held": EXIT_HELD}
-MISMATCH_STATES = ("open", "resolved", "ignored", "closed", "all")
 
 
 def _runtime():
@@ -183,11 +183,8 @@ def mismatches_command(rule: str | None, state: str, reveal: bool, limit: int | 
     count = select(func.count(Mismatch.id))
     if rule:
         query, count = query.where(Mismatch.rule == rule), count.where(Mismatch.rule == rule)
-    if state == "closed":
-        query, count = query.where(Mismatch.closed_at.is_not(None)), count.where(Mismatch.closed_at.is_not(None))
-    elif state != "all":
-        cond = (Mismatch.state == state) & Mismatch.closed_at.is_(None)
-        query, count = query.where(cond), count.where(cond)
+    state_cond = mismatch_state_filter(state)
+    query, count = query.where(state_cond), count.where(state_cond)
     query = query.order_by(Mismatch.rule, Mismatch.id)
     if limit:
         query = query.limit(limit)

@@ -27,6 +27,7 @@ from records.models import (
     Activity, AuditLog, Change, Coverage, Membership, Mismatch, OrgUnit, PartyOrg, Payroll, Performance, Person,
     SyncRun, utcnow,
 )
+from records.queries import mismatch_state_filter
 from sync.cli import mismatch_item
 from web.api import schemas as sc
 from web.api.errors import fail
@@ -421,11 +422,7 @@ def list_mismatches(args: dict[str, Any]) -> Response:
         if args.get("party_org"):
             conditions.append(or_(Mismatch.party_org_code == args["party_org"],
                                   Mismatch.other_party_org_code == args["party_org"]))
-        state = args["state"]
-        if state == "closed":
-            conditions.append(Mismatch.closed_at.is_not(None))
-        elif state != "all":
-            conditions += [Mismatch.state == state, Mismatch.closed_at.is_(None)]
+        conditions.append(mismatch_state_filter(args["state"]))
         rows, next_cursor = listing(s, Mismatch, args, "mismatches", [
             ("rule", Mismatch.rule), ("subject_type", Mismatch.subject_type)], *conditions)
         return _page(_mismatch_views(s, viewer, rows), sc.MismatchSchema(many=True), next_cursor)

@@ -13,7 +13,8 @@ from typing import Any
 from flask import current_app
 from marshmallow import Schema, fields, validate
 
-MISMATCH_STATES = ("open", "resolved", "ignored", "closed", "all")
+from records.queries import MISMATCH_STATES
+
 FEED_ENTITIES = ("person", "org_unit", "party_org", "membership", "mismatch", "performance", "payroll",
                  "activity")
 MAX_LIMIT = 1000

@@ -11,6 +11,7 @@ from flask import Blueprint, Flask, g, redirect, render_template, request, sessi
 from sqlalchemy import func, or_, select, text
 
 from records.models import Mismatch, PartyOrg
+from records.queries import mismatch_state_filter
 from web.auth import authenticate, db_session, login_required
 from web.console.i18n import RULE_LABELS, STATE_LABELS, translate
 
@@ -87,13 +88,12 @@ def mismatches():
             query = query.where(or_(Mismatch.party_org_code.in_(codes), Mismatch.other_party_org_code.in_(codes)))
         if rule:
             query = query.where(Mismatch.rule == rule)
-        if state == "closed":
-            query = query.where(Mismatch.closed_at.is_not(None))
-        elif state != "all":
-            query = query.where(Mismatch.state == state, Mismatch.closed_at.is_(None))
+        query = query.where(mismatch_state_filter(state))
         total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
         items = s.scalars(query.order_by(Mismatch.rule, Mismatch.id).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
-        org_names = dict(s.execute(select(PartyOrg.code, PartyOrg.name)).all())
+        # names of the party orgs this page shows, not of every org in the enterprise
+        codes = {c for m in items for c in (m.party_org_code, m.other_party_org_code) if c}
+        org_names = dict(s.execute(select(PartyOrg.code, PartyOrg.name).where(PartyOrg.code.in_(codes))).all())
     return render_template("console/mismatches.html", items=items, total=total, rule=rule, state=state,
                            page=page, pages=max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1),
                            rules=list(RULE_LABELS), org_names=org_names)
