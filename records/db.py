@@ -82,13 +82,14 @@ def upgrade(engine: Engine) -> None:
     """Create or upgrade the schema to the newest migration (idempotent)."""
     from alembic import command
 
-    command.upgrade(_alembic_config(engine), "head")
+    # "heads": a migration added on a parallel branch is applied too, not refused as ambiguous.
+    command.upgrade(_alembic_config(engine), "heads")
 
 
 def schema_is_current(engine: Engine) -> bool:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    head = ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
+    heads = set(ScriptDirectory.from_config(_alembic_config(engine)).get_heads())
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision() == head
+        return set(MigrationContext.configure(conn).get_current_heads()) == heads

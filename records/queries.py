@@ -1,7 +1,8 @@
 """Query pieces several readers share (CLI, console, API)."""
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, true
+from sqlalchemy import ColumnElement, text, true
+from sqlalchemy.orm import Session
 
 from records.models import Mismatch
 
@@ -16,3 +17,17 @@ def mismatch_state_filter(state: str) -> ColumnElement[bool]:
     if state == "all":
         return true()
     return (Mismatch.state == state) & Mismatch.closed_at.is_(None)
+
+
+def subtree_codes(s: Session, root: str) -> list[str]:
+    """The party org `root` and every org below it (recursive, set-based; depth-bounded so a cycle
+    in bad source data cannot loop)."""
+    rows = s.execute(text("""
+        WITH RECURSIVE sub(code, depth) AS (
+            SELECT code, 0 FROM party_orgs WHERE code = :root
+            UNION ALL
+            SELECT o.code, sub.depth + 1 FROM party_orgs o JOIN sub ON o.parent_code = sub.code
+            WHERE sub.depth < 32
+        ) SELECT DISTINCT code FROM sub
+    """), {"root": root})
+    return [r[0] for r in rows] or [root]

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from records.db import session_factory
 from records.models import ApiToken, Membership, Mismatch, Person, utcnow
 from web.api.errors import fail
-from web.console import subtree_codes  # the officers' subtree, shared so both agree
+from records.queries import subtree_codes  # the officers' subtree, shared so both agree
 from web.tokens import effective_scopes, hash_token
 
 REALM = 'Bearer realm="dualline"'

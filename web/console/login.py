@@ -1,0 +1,50 @@
+"""Console log-in, log-out and the language switch."""
+from __future__ import annotations
+
+import time
+
+from flask import redirect, render_template, request, session, url_for
+
+from web.auth import authenticate
+from web.console import bp
+from web.console.access import READERS, roles
+
+
+def _local(target: str | None) -> str | None:
+    """Only same-site paths are followed after log-in or a language switch (no open redirect)."""
+    return target if target and target.startswith("/") and not target.startswith("//") else None
+
+
+@bp.get("/lang/<code>")
+def set_language(code: str):
+    session["lang"] = "en" if code == "en" else "zh"
+    referrer = request.referrer or ""
+    back = referrer[len(request.host_url) - 1:] if referrer.startswith(request.host_url) else None
+    return redirect(_local(back) or url_for("console.index"))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    error = None
+    if request.method == "POST":
+        user = authenticate(request.form.get("username", "").strip(), request.form.get("password", ""))
+        if user is None:
+            error = "login_failed"
+        else:
+            lang = session.get("lang")
+            session.clear()
+            session.update(user_id=user.id, lang=lang or "zh", seen=time.time())
+            return redirect(_local(request.args.get("next")) or url_for("console.index"))
+    return render_template("console/login.html", error=error), (401 if error else 200)
+
+
+@bp.post("/logout")
+def logout():
+    session.clear()
+    return redirect(url_for("console.login"))
+
+
+@bp.get("/")
+@roles(*READERS)
+def index():
+    return redirect(url_for("console.mismatches"))
