@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 # Canonical entity kinds a source can provide (DESIGN.md "Canonical entity kinds").
-KINDS = ("org_units", "staff", "performance", "party_orgs", "party_members", "activities", "payroll")
+KINDS = ("org_units", "staff", "performance", "party_orgs", "party_members", "activities", "payroll",
+         "dues_payments")
 
 SOURCE_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 

@@ -255,6 +255,15 @@ ACTIVITY_TYPE = CodeTable("activity_type", _grouped({
     "democratic_review": ["民主评议党员", "民主评议"],
 }))
 
+# 党费 categories not paid by after-tax pay (reference/party-rules.md "Dues"): 0.2 yuan a month
+# for students, the unemployed and members on subsistence allowance; pension rates for retirees.
+DUES_CATEGORY = CodeTable("dues_category", _grouped({
+    "student": ["学生", "在校学生"],
+    "unemployed": ["失业", "下岗", "失业人员", "下岗失业"],
+    "subsistence": ["低保", "最低生活保障", "享受低保", "困难"],
+    "retiree": ["离退休", "退休", "离休"],
+}))
+
 BOOLEAN = CodeTable("boolean", _grouped({
     True: ["是", "有", "true", "t", "yes", "y", "1", "√"],
     False: ["否", "无", "false", "f", "no", "n", "0", "×"],
@@ -266,6 +275,6 @@ TABLES: dict[str, CodeTable] = {
     for table in (
         POLITICAL_STATUS, GENDER, ETHNICITY, EDUCATION, EMPLOYMENT_STATUS, ORG_UNIT_KIND,
         ORG_UNIT_STATUS, PARTY_ORG_KIND, MEMBER_CATEGORY, MEMBER_STATUS, PERFORMANCE_GRADE,
-        BOOLEAN, ACTIVITY_TYPE,
+        BOOLEAN, ACTIVITY_TYPE, DUES_CATEGORY,
     )
 }

@@ -32,6 +32,10 @@ def make_engine(url: str, **kwargs) -> Engine:
             parsed = parsed.set(drivername=f"{backend}+pymysql")
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
         kwargs.setdefault("pool_recycle", 3600)
+        # As PostgreSQL: each statement sees what others committed. Under InnoDB's default
+        # REPEATABLE READ a run that waited for another's alignment would still read the old
+        # snapshot and reconcile mismatches against it.
+        kwargs.setdefault("isolation_level", "READ COMMITTED")
     elif backend == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     engine = create_engine(parsed, **kwargs)

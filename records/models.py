@@ -28,7 +28,10 @@ from sqlalchemy import (
 
 )
 from sqlalchemy.dialects import mysql
+from sqlalchemy import DDL, event
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.functions import FunctionElement
 
 
 def utcnow() -> dt.datetime:
@@ -99,6 +102,11 @@ class Person(Timestamps, Base):
     staff_active: Mapped[bool] = mapped_column(Boolean, default=False)
     # field → source name that last set it
     provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # SCIM externalId of a person created through SCIM ("" when the client gave none); NULL for
+    # persons from the sync, whose externalId is their employee number (web.scim).
+    scim_external_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    # Set by a SCIM DELETE: the record stays (deactivated), SCIM answers 404 for it.
+    scim_deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (Index("ix_persons_name", "name"),)
 
@@ -154,6 +162,10 @@ class Activity(Timestamps, Base):
     held_on: Mapped[dt.date | None] = mapped_column(Date, index=True)
     attendees: Mapped[int | None] = mapped_column(Integer)
     expected: Mapped[int | None] = mapped_column(Integer)
+    # Who gave a party lecture (name or employee number; the secretary's yearly lecture) and the
+    # employee numbers of those present (points for attendance), when the source records them.
+    lecturer: Mapped[str | None] = mapped_column(String(NAME))
+    attendee_nos: Mapped[list[Any] | None] = mapped_column(JSON)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
@@ -180,6 +192,9 @@ class PartyOrg(Timestamps, Base):
     retirees: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # SCIM externalId of a party org created through SCIM ("" when none); NULL: its code is.
+    scim_external_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    scim_deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # see Person
 
 
 class Coverage(Timestamps, Base):
@@ -208,6 +223,9 @@ class Membership(Timestamps, Base):
     category: Mapped[str | None] = mapped_column(String(20))
     joined_on: Mapped[dt.date | None] = mapped_column(Date)
     full_member_on: Mapped[dt.date | None] = mapped_column(Date)
+    # Dues category when not by pay: student | unemployed | subsistence (0.2 yuan a month) or
+    # retiree (pension rates); null: by after-tax pay (sync/dues.py).
+    dues_category: Mapped[str | None] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), default="active")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -267,14 +285,61 @@ class SyncRun(Base):
     # What happened, for people: per-source errors, guard reasons, warnings.
     report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
+    # While the run goes on: phase and records fetched per source and kind, written every second
+    # or two on a short connection of its own (sync.progress); the console polls it.
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class WriterTransaction(FunctionElement[int]):
+    """Server default of `changes.txn`: which transaction wrote the row (see Change).
+    PostgreSQL: the transaction id; MariaDB/MySQL: the connection id (its transactions follow
+    one another, and stamping leaves none of a committed one behind); SQLite: NULL (one writer)."""
+
+    type = BigInteger()
+    inherit_cache = True
+
+
+@compiles(WriterTransaction)
+def _writer_transaction_default(element: Any, compiler: Any, **kw: Any) -> str:
+    return "NULL"
+
+
+@compiles(WriterTransaction, "postgresql")
+def _writer_transaction_postgresql(element: Any, compiler: Any, **kw: Any) -> str:
+    return "txid_current()"
+
+
+@compiles(WriterTransaction, "mysql")
+@compiles(WriterTransaction, "mariadb")
+def _writer_transaction_mysql(element: Any, compiler: Any, **kw: Any) -> str:
+    return "(connection_id())"
 
 
 class Change(Base):
-    """One applied change: the change feed. `seq` strictly increases and is never reused."""
+    """One applied change: the change feed.
+
+    `seq` is the feed's public position: it strictly increases in COMMIT order and is never
+    reused, so a consumer passing `after=last_seq` resumes exactly. An autoincrement cannot promise
+    that with concurrent writers (PostgreSQL and MariaDB number rows at INSERT: T1 takes 10, T2
+    takes 11 and commits first, and a reader that saw 11 skips 10 forever). So a row is written
+    with `seq` NULL (`id` is just its insertion order) and stamped as its transaction's very last
+    statement by records.stamping: `UPDATE change_feed_counter SET last_seq = last_seq + n` (that one
+    row lock serialises the stamping only, so long syncs run side by side until their commit),
+    then ONE set-based UPDATE gives the transaction's rows `seq` in `id` order. Numbers may have
+    gaps; they never go back.
+
+    Writers do nothing for it: every INSERT INTO changes marks the connection, and an Engine-level
+    `commit` listener (records.stamping, registered when this module is imported) stamps before the
+    COMMIT — for ORM sessions, `session.begin()` blocks and bare Connections alike. The rows of a
+    transaction are found by `txn` (server default WriterTransaction). Readers serve only
+    stamped rows (`seq IS NOT NULL`, which `seq > after` implies).
+    """
 
     __tablename__ = "changes"
 
-    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True, index=True)
+    txn: Mapped[int | None] = mapped_column(BigInteger, server_default=WriterTransaction())
     run_id: Mapped[int | None] = mapped_column(Integer, index=True)
     actor: Mapped[str] = mapped_column(String(80))
     entity: Mapped[str] = mapped_column(String(20))
@@ -283,7 +348,26 @@ class Change(Base):
     changed: Mapped[dict[str, Any]] = mapped_column(JSON)
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
-    __table_args__ = (Index("ix_changes_entity", "entity", "entity_id"),)
+    __table_args__ = (
+        Index("ix_changes_entity", "entity", "entity_id"),
+        # A committing transaction finds exactly its own unstamped rows (on MariaDB a locking
+        # read over other transactions' rows would wait for them).
+        Index("ix_changes_pending", "txn", "seq"),
+    )
+
+
+class ChangeFeedCounter(Base):
+    """The one row holding the change feed's last stamped `seq` (see Change)."""
+
+    __tablename__ = "change_feed_counter"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# The counter's row exists from the start (the migration inserts it too).
+event.listen(ChangeFeedCounter.__table__, "after_create",
+             DDL("INSERT INTO change_feed_counter (id, last_seq) VALUES (1, 0)"))
 
 
 class Quarantine(Base):
@@ -371,6 +455,9 @@ __all__ = [
     "AuditLog",
     "Base",
     "Change",
+    "ChangeFeedCounter",
+    "Webhook",
+    "WebhookDelivery",
     "Coverage",
     "ExpectedBranch",
     "FEED_ENTITY",
@@ -386,6 +473,7 @@ __all__ = [
     "SourceLink",
     "SyncRun",
     "User",
+    "stamp_changes",
     "utcnow",
 ]
 
@@ -403,6 +491,8 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # Where notifications (the new-mismatch digest of an officer's subtree) are mailed.
+    email: Mapped[str | None] = mapped_column(String(254))
 
 
 class ExpectedBranch(Base):
@@ -462,3 +552,225 @@ class RunLock(Base):
     acquired_at: Mapped[dt.datetime] = mapped_column(LeaseTime)
     heartbeat_at: Mapped[dt.datetime] = mapped_column(LeaseTime)
     expires_at: Mapped[dt.datetime] = mapped_column(LeaseTime)
+
+
+# --- resolutions: transfers and manual overrides (issue 4 / issue 7) ---------------------------
+
+
+class Transfer(Base):
+    """A transfer of a member's organizational relation (组织关系转接), with its letter's data.
+
+    `kind`: internal (between branches here), out (to another system: `to_org_name` holds the
+    destination when it is not a party org here) or in. `status`: issued | received | cancelled;
+    an issued transfer past `valid_until` without `received_on` is stale.
+    """
+
+    __tablename__ = "transfers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
+    membership_id: Mapped[int | None] = mapped_column(ForeignKey("memberships.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    from_party_org_code: Mapped[str | None] = mapped_column(String(CODE), index=True)
+    to_party_org_code: Mapped[str | None] = mapped_column(String(CODE), index=True)
+    to_org_name: Mapped[str | None] = mapped_column(String(NAME))
+    category: Mapped[str | None] = mapped_column(String(20))
+    dues_paid_until: Mapped[dt.date | None] = mapped_column(Date)
+    letter_no: Mapped[str | None] = mapped_column(String(CODE))
+    issued_on: Mapped[dt.date] = mapped_column(Date)
+    valid_until: Mapped[dt.date | None] = mapped_column(Date)
+    received_on: Mapped[dt.date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default="issued", index=True)
+    mismatch_id: Mapped[int | None] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class FieldOverride(Base):
+    """A person's decision about one field of one record, held against a source that disagrees.
+
+    While the source keeps reporting `source_value` (what it reported when the officer decided),
+    a sync leaves the field at `value`; once the source reports anything else it wins again and
+    the override is released (`released_at`). `entity` is the change-feed name (membership, …).
+    """
+
+    __tablename__ = "field_overrides"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entity: Mapped[str] = mapped_column(String(20))
+    entity_id: Mapped[int] = mapped_column(Integer)
+    field: Mapped[str] = mapped_column(String(40))
+    value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    source: Mapped[str | None] = mapped_column(String(80))
+    source_value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    mismatch_id: Mapped[int | None] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    released_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    released_run_id: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_field_overrides_entity", "entity", "entity_id"),)
+
+
+# --- standardization: dues and points (issue 7) ------------------------------------------------
+
+
+class DuesPayment(Timestamps, Base):
+    """Party dues paid by one member for one month (党费), from a `dues_payments` source.
+
+    One row per (employee number, month): the amount credited to that month, back payments
+    included; `paid_on` is when it was paid (a back payment has a later date than its month).
+    """
+
+    __tablename__ = "dues_payments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    employee_no: Mapped[str] = mapped_column(String(CODE))
+    month: Mapped[str] = mapped_column(String(7))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id"), index=True)
+    amount: Mapped[float | None] = mapped_column(Numeric(12, 2, asdecimal=False))
+    paid_on: Mapped[dt.date | None] = mapped_column(Date)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (UniqueConstraint("employee_no", "month", name="uq_dues_payments_key"),)
+
+
+class PointsEntry(Base):
+    """One line of the points ledger (积分制): manual additions and deductions, with the reason.
+
+    Attendance and performance points are computed from activities and appraisals when a
+    ranking is asked for (sync/points.py); the ledger holds what a person entered or imported.
+    """
+
+    __tablename__ = "points_ledger"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
+    party_org_code: Mapped[str | None] = mapped_column(String(CODE), index=True)
+    year: Mapped[int] = mapped_column(Integer)
+    category: Mapped[str] = mapped_column(String(32))
+    points: Mapped[float] = mapped_column(Numeric(8, 2, asdecimal=False))
+    reason: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(80), default="manual")
+    created_by: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_points_ledger_year", "year", "party_org_code"),)
+
+
+# --- distributed runs: staged pages between the fetch and the apply (sync.tasks) ------------------
+
+
+class StagedRecord(Base):
+    """One raw record fetched by a worker for a distributed run, waiting for the run's apply.
+
+    Fetch tasks (one per partition: a stride of pages of one source's kind) write them; the one
+    apply task replays them in source order (`page`, `position`) through the ordinary planner
+    in ONE transaction and deletes them. Rows of a run that died are deleted by the next run.
+    """
+
+    __tablename__ = "staged_records"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(80))
+    kind: Mapped[str] = mapped_column(String(32))
+    partition: Mapped[int] = mapped_column(Integer)
+    page: Mapped[int] = mapped_column(Integer)  # the page's index in the source's own order
+    position: Mapped[int] = mapped_column(Integer)  # the record's index in its page
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_staged_records_order", "run_id", "source", "kind", "page", "position"),)
+
+
+# --- webhooks: signed POSTs of the change feed (sync.webhooks) -----------------------------------
+
+
+class Webhook(Base):
+    """A receiver of signed POSTs of the change feed and of finished runs.
+
+    Defined in the config (`webhooks:`, origin "config": the secret stays in the config) or in the
+    console (origin "console": the secret is stored encrypted, records.crypto). Each webhook keeps
+    its own cursors — `last_seq` into the change feed, `last_run_id` into finished runs — moved only
+    after the receiver answered 2xx, so it gets every change once and in order (at least once: a
+    lost answer repeats the batch with the same `X-Dualline-Delivery` id). The batch in flight is
+    kept here (`pending_*`, the exact body) so a retry sends the same thing.
+    """
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    origin: Mapped[str] = mapped_column(String(20), default="console")
+    url: Mapped[str] = mapped_column(String(1000))
+    secret_enc: Mapped[str | None] = mapped_column(Text)
+    events: Mapped[list[Any]] = mapped_column(JSON, default=list)  # changes | mismatches | runs
+    entities: Mapped[list[Any] | None] = mapped_column(JSON)  # feed entities; None: all of the events'
+    party_org_code: Mapped[str | None] = mapped_column(String(CODE))  # subtree limit
+    timeout_seconds: Mapped[float] = mapped_column(Float, default=10.0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=8)
+    batch_size: Mapped[int] = mapped_column(Integer, default=500)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Why it is not active: "disabled" (a person, or gone from the config) or "failing" (a batch
+    # failed max_attempts times; re-enabling retries that same batch — nothing is skipped).
+    disabled_reason: Mapped[str | None] = mapped_column(String(40))
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_run_id: Mapped[int] = mapped_column(Integer, default=0)
+    pending_delivery: Mapped[str | None] = mapped_column(String(36))
+    pending_event: Mapped[str | None] = mapped_column(String(20))
+    pending_last_seq: Mapped[int | None] = mapped_column(BigInteger)
+    pending_run_id: Mapped[int | None] = mapped_column(Integer)
+    pending_items: Mapped[int | None] = mapped_column(Integer)
+    pending_body: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_by: Mapped[str] = mapped_column(String(80), default="cli")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class WebhookDelivery(Base):
+    """The delivery log: one row per attempt to POST one batch (`delivery_id` is shared by the
+    attempts of one batch and sent as `X-Dualline-Delivery`)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id"))
+    delivery_id: Mapped[str] = mapped_column(String(36), index=True)
+    event: Mapped[str] = mapped_column(String(20))  # changes | runs | ping
+    first_seq: Mapped[int | None] = mapped_column(BigInteger)  # the batch covers first_seq..last_seq
+    last_seq: Mapped[int | None] = mapped_column(BigInteger)
+    run_id: Mapped[int | None] = mapped_column(Integer)  # runs: the last run in the batch
+    items: Mapped[int] = mapped_column(Integer, default=0)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(20))  # delivered | retrying | failed
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    attempted_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_webhook_deliveries_webhook", "webhook_id", "id"),)
+
+
+# --- console read paths (migration 0011) --------------------------------------------------------
+# The console counts open mismatches per party org (either side) and per rule on every dashboard,
+# queue and party-org page; covering indexes keep that an index-only read at 20 000+ open ones.
+Index("ix_mismatches_open_party_org", Mismatch.state, Mismatch.closed_at, Mismatch.party_org_code)
+Index("ix_mismatches_open_other_org", Mismatch.state, Mismatch.closed_at, Mismatch.other_party_org_code)
+Index("ix_mismatches_open_rule", Mismatch.state, Mismatch.closed_at, Mismatch.rule)
+
+# --- API lookups (migration 0012) -------------------------------------------------------------
+
+# `/api/v1/persons?org_unit=…` pages in id order: with (org_unit_code, id) the planner reads the
+# unit's rows already in page order from the index, instead of walking the whole table by id.
+Index("ix_persons_org_unit_id", Person.org_unit_code, Person.id)
+
+
+# Importing records.stamping registers the commit listener that stamps the change feed (see
+# Change). Re-exported for writers that stamp explicitly.
+from records.stamping import stamp_changes as stamp_changes  # noqa: E402

@@ -18,8 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, text, update
+from sqlalchemy import bindparam, delete, event, insert, select, text, update
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import Pool
 
 from records.models import Change, ExpectedBranch, Mismatch, utcnow
 from sync.plan import Ambiguity
@@ -392,6 +393,42 @@ def _refresh_statistics(session: Session) -> None:
         )
 
 
+_MARIADB_ALIGNMENT_LOCK = "dualline.alignment"
+
+
+def _serialize_alignment(session: Session) -> None:
+    """Let one run at a time recompute alignment, until it commits.
+
+    Runs of different sources may overlap; each rewrites `expected_branches` and reconciles the
+    same mismatch rows, so two at once would collide on the expected-branch keys or open the same
+    mismatch twice. The second run waits here (its fetch and apply already ran in parallel) and,
+    under READ COMMITTED, then sees what the first committed. SQLite has one writer anyway.
+    PostgreSQL: a self-conflicting table lock that plain readers do not notice. MariaDB: a named
+    lock, released when the transaction ends (listeners below)."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("LOCK TABLE expected_branches IN SHARE ROW EXCLUSIVE MODE")
+    elif conn.dialect.name in ("mysql", "mariadb"):
+        got = conn.execute(text("SELECT GET_LOCK(:name, 3600)"), {"name": _MARIADB_ALIGNMENT_LOCK}).scalar()
+        if got != 1:
+            raise RuntimeError("timed out waiting for another run's alignment to finish")
+        conn.info["dualline_alignment_lock"] = True
+
+
+def _release_alignment_lock(dbapi_connection, record) -> None:
+    # On the connection's return to the pool, so after its COMMIT or ROLLBACK: released before the
+    # COMMIT, the next run could read the database before this run's data is in it.
+    if record.info.pop("dualline_alignment_lock", False) and dbapi_connection is not None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"SELECT RELEASE_LOCK('{_MARIADB_ALIGNMENT_LOCK}')")
+        finally:
+            cursor.close()
+
+
+event.listen(Pool, "checkin", _release_alignment_lock)
+
+
 def align(session: Session, run_id: int | None, actor: str, ambiguities: list[Ambiguity],
           pulled: Iterable[tuple[str, str, bool]]) -> AlignmentResult:
     """Refresh expected branches, detect every dual-line rule, reconcile the mismatches.
@@ -399,6 +436,7 @@ def align(session: Session, run_id: int | None, actor: str, ambiguities: list[Am
     `pulled` lists (source, kind, full) of this run: ambiguities of a (source, kind) close only
     when a full pull of it no longer finds them.
     """
+    _serialize_alignment(session)
     refresh_expected_branches(session)
     _refresh_statistics(session)
     reconciler = Reconciler(session, run_id, actor)

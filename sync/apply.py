@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Table, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
@@ -19,6 +19,8 @@ from records.models import (
     Activity,
     Change,
     Coverage,
+    DuesPayment,
+    FieldOverride,
     Membership,
     OrgUnit,
     PartyOrg,
@@ -39,19 +41,21 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "staff": ("employee_no", "name", "gender", "birth_date", "ethnicity", "education", "id_number",
               "mobile", "org_unit_code", "position", "employment_status", "hired_on",
               "political_status", "party_joined_on"),
-    "party_members": ("party_org_code", "category", "joined_on", "full_member_on", "status"),
+    "party_members": ("party_org_code", "category", "joined_on", "full_member_on", "status", "dues_category"),
     "performance": ("employee_no", "period", "grade", "score", "score_max"),
     "payroll": ("employee_no", "month", "after_tax_pay"),
-    "activities": ("activity_key", "party_org_code", "type", "held_on", "attendees", "expected"),
+    "activities": ("activity_key", "party_org_code", "type", "held_on", "attendees", "expected",
+                   "lecturer", "attendee_nos"),
+    "dues_payments": ("employee_no", "month", "amount", "paid_on"),
 }
 PERSON_FROM_ROSTER = ("employee_no", "name", "gender", "birth_date", "ethnicity", "education",
                       "id_number", "mobile", "position")
 MODEL = {"org_units": OrgUnit, "party_orgs": PartyOrg, "staff": Person,
          "party_members": Membership, "performance": Performance, "payroll": Payroll,
-         "activities": Activity}
+         "activities": Activity, "dues_payments": DuesPayment}
 FEED = {"org_units": "org_unit", "party_orgs": "party_org", "staff": "person",
         "party_members": "membership", "performance": "performance", "payroll": "payroll",
-        "activities": "activity"}
+        "activities": "activity", "dues_payments": "dues_payment"}
 MOVE_FIELDS = {"org_unit_code", "parent_code", "party_org_code"}
 # Person columns a roster row can fill in (sensitive ones by their hash).
 _GAP_COLUMNS = ("employee_no", "name", "gender", "birth_date", "ethnicity", "education",
@@ -83,6 +87,9 @@ class Applier:
         self._changes: list[tuple[Any, ...]] = []
         self._inserters: dict[str, BulkInserter] = {}
         self._provenance: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
+        # Manual overrides (sync.resolutions): whether an entity has any, and those to release.
+        self._any_overrides: dict[str, bool] = {}
+        self._released: list[int] = []
         self._change_inserter = BulkInserter(self.conn, Change.__table__, _CHANGE_COLUMNS)
         self._changed_json = self._change_inserter.processor("changed")
         self._at = self._change_inserter.processor("at")(self.now)
@@ -227,8 +234,11 @@ class Applier:
         return out
 
     def _merge(self, kind: str, item: Item, row: dict[str, Any], data: dict[str, Any],
-               fields: Sequence[str]) -> dict[str, list[Any]]:
-        """Write the item's values into `row` where its source may; return what changed."""
+               fields: Sequence[str], overrides: dict[str, _Held] | None = None) -> dict[str, list[Any]]:
+        """Write the item's values into `row` where its source may; return what changed.
+
+        `overrides`: fields a person decided (sync.resolutions), held while the source repeats
+        what it reported when they decided; a new value from the source releases the hold."""
         changed: dict[str, list[Any]] = {}
         provenance = dict(row.get("provenance") or {})
         my_rank = self.ranks.get(item.source, 1 << 20)
@@ -237,6 +247,11 @@ class Applier:
             if name not in data:
                 continue
             value = data[name]
+            held = overrides.get(name) if overrides else None
+            if held is not None:
+                if _same_report(shown(name, value), held.source_value):
+                    continue  # the source still says what it said then: the decision stands
+                self._released.append(held.id)  # the source says something new: it wins again
             owner = provenance.get(name)
             current = stored_comparable(name, view)
             if owner and owner != item.source and self.ranks.get(owner, 1 << 20) < my_rank and current is not None:
@@ -257,12 +272,13 @@ class Applier:
             return
         model = MODEL[kind]
         rows = self._load(model, (i.ref.id for i in items))  # type: ignore[misc]
+        overrides = self._held_overrides(kind, rows)
         dirty: dict[int, set[str]] = defaultdict(set)
         person_items: list[tuple[int, Item]] = []
         active_col = "staff_active" if kind == "staff" else "active"
         for item in items:
             row = rows[item.ref.id]  # type: ignore[index]
-            changed = self._merge(kind, item, row, item.data or {}, COLUMNS[kind])
+            changed = self._merge(kind, item, row, item.data or {}, COLUMNS[kind], overrides.get(row["id"]))
             if not row[active_col]:
                 row[active_col] = True
                 changed["active"] = [False, True]
@@ -276,8 +292,36 @@ class Applier:
             if kind == "party_members" and item.person_data:
                 person_items.append((row["person_id"], item))
         self._write_rows(model, rows, dirty)
+        self._release_overrides()
         if person_items:
             self._update_roster_persons(person_items)
+
+    def _held_overrides(self, kind: str, rows: dict[int, dict[str, Any]]) -> dict[int, dict[str, _Held]]:
+        """Overrides still held on these rows: entity id → field → override. One cheap probe
+        per kind and run first, so kinds nobody ever overrode cost no further query."""
+        entity = FEED[kind]
+        table = FieldOverride.__table__
+        live = (table.c.entity == entity) & table.c.released_at.is_(None)
+        if entity not in self._any_overrides:
+            self._any_overrides[entity] = self.conn.execute(select(table.c.id).where(live).limit(1)).first() is not None
+        out: dict[int, dict[str, _Held]] = defaultdict(dict)
+        if not self._any_overrides[entity]:
+            return out
+        for batch in chunks(sorted(rows)):
+            query = select(table.c.id, table.c.entity_id, table.c.field, table.c.source_value).where(
+                live, table.c.entity_id.in_(batch)).order_by(table.c.id)
+            for override_id, entity_id, name, source_value in self.conn.execute(query):
+                out[entity_id][name] = _Held(override_id, source_value)
+        return out
+
+    def _release_overrides(self) -> None:
+        if not self._released:
+            return
+        table = FieldOverride.__table__
+        for batch in chunks(sorted(set(self._released))):
+            self.conn.execute(update(table).where(table.c.id.in_(batch)).values(
+                released_at=self.now, released_run_id=self.run_id))
+        self._released = []
 
     def _update_roster_persons(self, person_items: list[tuple[int, Item]], gaps_only: bool = False) -> None:
         """Person fields from roster rows, where the roster may write them. With `gaps_only`
@@ -407,9 +451,9 @@ class Applier:
             self._record_change(kind, entity_id, "deactivate", {"active": [True, False]})
 
     def _link_persons(self) -> None:
-        """Performance and payroll rows point at their person by employee number, set-based."""
+        """Performance, payroll and dues rows point at their person by employee number, set-based."""
         persons = Person.__table__
-        for table in (Performance.__table__, Payroll.__table__):
+        for table in (Performance.__table__, Payroll.__table__, DuesPayment.__table__):
             self.conn.execute(
                 update(table)
                 .where(table.c.person_id.is_(None))
@@ -435,6 +479,18 @@ class Applier:
         if self._changes:
             self._change_inserter.insert_tuples(self._changes)
             self._changes = []
+
+
+class _Held(NamedTuple):
+    """A held override: its id and what the source reported when the person decided."""
+
+    id: int
+    source_value: Any
+
+
+def _same_report(reported: Any, then: Any) -> bool:
+    """Whether a source repeats its earlier report (an empty string and nothing are alike)."""
+    return (None if reported == "" else reported) == (None if then == "" else then)
 
 
 class _RowView:

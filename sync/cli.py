@@ -99,12 +99,30 @@ def print_summary(result: RunResult) -> None:
 @click.option("--full", is_flag=True, help="Full pull (detects deletions) even where incremental is possible.")
 @click.option("--approve", is_flag=True, help="Apply even if the guard would hold the run.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def sync_command(sources: tuple[str, ...], dry_run: bool, full: bool, approve: bool, as_json: bool) -> None:
+@click.option("--distributed", is_flag=True,
+              help="Run on the Celery workers of `workers:` (fetch in parallel partitions) and wait.")
+def sync_command(sources: tuple[str, ...], dry_run: bool, full: bool, approve: bool, as_json: bool,
+                 distributed: bool) -> None:
     """Run sources (all when none are named)."""
-    progress = None if as_json else TerminalProgress()
+    from sync.logs import log_format, setup_logging
+
+    if log_format() == "json":  # JSON logs tell the run's story; human runs print their summary
+        setup_logging("INFO")
+    progress = None if as_json or distributed else TerminalProgress()
     engine = SyncEngine(_runtime(), progress=progress)
+    if distributed and dry_run:
+        raise click.UsageError("--dry-run runs in this process; leave out --distributed")
+    if engine.config.webhooks and not dry_run:
+        from sync.webhooks import register_config_webhooks
+
+        register_config_webhooks(engine.runtime)  # a new one starts here, before this run's changes
     try:
-        result = engine.run(list(sources) or None, dry_run=dry_run, full=full, approve=approve)
+        if distributed:
+            from sync.tasks import run_distributed
+
+            result = run_distributed(engine.runtime, list(sources) or None, full=full, approve=approve)
+        else:
+            result = engine.run(list(sources) or None, dry_run=dry_run, full=full, approve=approve)
     except LockHeld as exc:  # another live run has one of these sources: nothing was done
         if as_json:
             click.echo(json.dumps({"run_id": None, "status": "failed", "errors": [
@@ -304,18 +322,51 @@ def check_command(sources: tuple[str, ...], as_json: bool) -> None:
 @click.command("scheduler")
 def scheduler_command() -> None:
     """Run the sources' `schedule:` crons until stopped (each run in a child process)."""
-    import logging
-
+    from sync.logs import setup_logging
     from sync.scheduler import run_scheduler
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()  # human lines, or JSON with --log-format json / $DUALLINE_LOG_FORMAT
     runtime = _runtime()
     run_scheduler(runtime.config, runtime.engine)
+
+
+@click.command("worker")
+@click.option("--concurrency", "-c", type=int, default=None, help="Worker processes (default: CPU count).")
+@click.option("--queues", "-Q", default=None, help="Queues to consume (default: `workers.queue`).")
+@click.option("--beat", "with_beat", is_flag=True, help="Also run the beat schedule (one per deployment).")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker_command(concurrency: int | None, queues: str | None, with_beat: bool, loglevel: str) -> None:
+    """A Celery worker for distributed runs (`workers:` in the config)."""
+    from sync.logs import setup_logging
+    from sync.tasks import app, configure, worker_argv
+
+    setup_logging(loglevel.upper())
+    configure(_runtime().config)
+    app.worker_main(worker_argv(concurrency, queues, loglevel, with_beat))
+
+
+@click.command("beat")
+@click.option("--loglevel", default="INFO", show_default=True)
+def beat_command(loglevel: str) -> None:
+    """Celery beat: enqueue each source's `schedule:` cron as a distributed run."""
+    from sync.logs import setup_logging
+    from sync.tasks import app, configure
+
+    setup_logging(loglevel.upper())
+    configure(_runtime().config)
+    app.start(["beat", f"--loglevel={loglevel}"])
 
 
 def init_app(app: Flask) -> None:
     from sync.rules.cli import rules_group  # `dualline rules list|run`: standardization rules
 
     for command in (sync_command, runs_command, mismatches_command, check_command, rules_group,
-                    scheduler_command):
+                    scheduler_command, worker_command, beat_command):
         app.cli.add_command(command)
+    from sync.standardization_cli import COMMANDS  # `dualline dues|transfers|points`
+
+    for command in COMMANDS:
+        app.cli.add_command(command)
+    from sync.webhooks import webhooks_group  # `dualline webhooks deliver|list`
+
+    app.cli.add_command(webhooks_group)

@@ -48,6 +48,80 @@ class SchedulerSchema(Schema):
     misfire_grace_seconds = fields.Integer(load_default=3600, validate=validate.Range(min=1))
 
 
+class WorkersSchema(Schema):
+    """`workers:` — Celery workers for distributed runs (`dualline worker`, `sync --distributed`)."""
+
+    class Meta:
+        unknown = RAISE
+
+    broker = fields.String(required=True, validate=validate.Regexp(
+        r"^(redis|rediss|amqp|amqps|pyamqp)://", error="a redis://… or amqp://… URL"))
+    # Default: the Redis broker itself; with RabbitMQ the rpc:// backend (the client's replies).
+    result_backend = fields.String(load_default=None)
+    # Fetch tasks per paginated pull (page strides); pulls that cannot be split get one.
+    partitions = fields.Integer(load_default=4, validate=validate.Range(min=1, max=256))
+    queue = fields.String(load_default="dualline", validate=validate.Regexp(r"^[A-Za-z0-9_.:-]+$"))
+    # A distributed run's lease on its sources: renewed by whichever task works on the run;
+    # a run nobody works on (its worker killed) frees its sources after this long.
+    lock_ttl_seconds = fields.Float(load_default=300.0, validate=validate.Range(min=1))
+
+
+class ChannelSchema(Schema):
+    """One notification channel; which keys apply depends on `type` (checked in sync.notify)."""
+
+    class Meta:
+        unknown = RAISE
+
+    type = fields.String(required=True, validate=validate.OneOf(("smtp", "wecom_robot", "dingtalk_robot")))
+    # smtp
+    host = fields.String(load_default=None)
+    port = fields.Integer(load_default=None, validate=validate.Range(min=1, max=65535))
+    starttls = fields.Boolean(load_default=False)
+    ssl = fields.Boolean(load_default=False)
+    username = fields.String(load_default=None)
+    password = fields.String(load_default=None)
+    from_ = fields.String(data_key="from", load_default=None)
+    to = fields.List(fields.String(), load_default=list)
+    timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0.1))
+    # group robots
+    webhook = fields.Url(load_default=None, require_tld=False)
+    secret = fields.String(load_default=None)
+
+
+class NotificationsSchema(Schema):
+    """`notifications:` — channels, and which events go to which channels."""
+
+    class Meta:
+        unknown = RAISE
+
+    channels = fields.Dict(keys=fields.String(), values=fields.Nested(ChannelSchema), load_default=dict)
+    on = fields.Dict(keys=fields.String(validate=validate.OneOf(("run_failed", "run_held", "mismatch_digest"))),
+                     values=fields.List(fields.String()), load_default=dict)
+
+
+WEBHOOK_EVENTS = ("changes", "mismatches", "runs")
+# Feed entities a webhook may ask for (payroll is never sent: pay is sensitive).
+WEBHOOK_ENTITIES = ("person", "org_unit", "party_org", "membership", "performance", "activity", "mismatch")
+
+
+class WebhookConfigSchema(Schema):
+    """One entry of `webhooks:` — signed POSTs of the change feed and finished runs (sync.webhooks)."""
+
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.-]{1,80}$"))
+    url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False)
+    secret = fields.String(required=True, validate=validate.Length(min=16))  # ${VAR} keeps it out of the file
+    events = fields.List(fields.String(validate=validate.OneOf(WEBHOOK_EVENTS)),
+                         load_default=lambda: ["changes", "mismatches"], validate=validate.Length(min=1))
+    entities = fields.List(fields.String(validate=validate.OneOf(WEBHOOK_ENTITIES)), load_default=None)
+    party_org = fields.String(load_default=None)  # only this party org's subtree
+    timeout_seconds = fields.Float(load_default=10.0, validate=validate.Range(min=0.1, max=300))
+    max_attempts = fields.Integer(load_default=8, validate=validate.Range(min=1, max=100))
+    batch_size = fields.Integer(load_default=500, validate=validate.Range(min=1, max=5000))
+
+
 class ConfigSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -62,7 +136,12 @@ class ConfigSchema(Schema):
     # Standardization rule thresholds by rule id (defaults from reference/party-rules.md),
     # validated by the rules themselves.
     rules = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
+    # Points (积分制) schemes and indices, validated by sync.points.PointsSettings.
+    points = fields.Dict(load_default=dict)
     scheduler = fields.Nested(SchedulerSchema, load_default=lambda: SchedulerSchema().load({}))
+    workers = fields.Nested(WorkersSchema, load_default=None)
+    notifications = fields.Nested(NotificationsSchema, load_default=lambda: NotificationsSchema().load({}))
+    webhooks = fields.List(fields.Nested(WebhookConfigSchema), load_default=list)
 
 
 @dataclass
@@ -91,7 +170,11 @@ class Config:
     party_org_names: dict[str, str] = field(default_factory=dict)
     batch_size: int = 2000
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    points: dict[str, Any] = field(default_factory=dict)
     scheduler: dict[str, Any] = field(default_factory=lambda: SchedulerSchema().load({}))
+    workers: dict[str, Any] | None = None
+    notifications: dict[str, Any] = field(default_factory=lambda: NotificationsSchema().load({}))
+    webhooks: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def base_dir(self) -> Path:
@@ -206,8 +289,46 @@ def parse_config(raw: Any, *, path: Path | None) -> Config:
         party_org_names=data["party_org_names"],
         batch_size=data["batch_size"],
         rules=data["rules"],
+        points=_valid_points(data["points"], where),
         scheduler=data["scheduler"],
+        workers=data["workers"],
+        notifications=_checked_notifications(data["notifications"], where),
+        webhooks=_unique_webhook_names(data["webhooks"], where),
     )
+
+
+def _unique_webhook_names(hooks: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
+    seen: set[str] = set()
+    for i, hook in enumerate(hooks):
+        if hook["name"] in seen:
+            raise ConfigError(f"{where}: webhooks[{i}].name: {hook['name']!r} is used twice")
+        seen.add(hook["name"])
+    return hooks
+
+
+def _checked_notifications(block: dict[str, Any], where: str) -> dict[str, Any]:
+    """Each channel has the keys its type needs; events name configured channels only."""
+    needs = {"smtp": ("host", "from_", "to"), "wecom_robot": ("webhook",), "dingtalk_robot": ("webhook",)}
+    for name, channel in block["channels"].items():
+        for key in needs[channel["type"]]:
+            if not channel.get(key):
+                shown = "from" if key == "from_" else key
+                raise ConfigError(f"{where}: notifications.channels.{name}.{shown}: required for type {channel['type']}")
+    for event, names in block["on"].items():
+        unknown = [n for n in names if n not in block["channels"]]
+        if unknown:
+            raise ConfigError(f"{where}: notifications.on.{event}: unknown channel {', '.join(unknown)}; "
+                              f"configured: {', '.join(block['channels']) or 'none'}")
+    return block
+
+
+def _valid_points(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """Fail on a bad `points:` block now, before anything runs (the raw block is kept)."""
+    if raw:
+        from sync.points import PointsSettings  # sync.points imports this module
+
+        PointsSettings.load(raw, where)
+    return raw
 
 
 def _anchor_sqlite(url: str, base: Path) -> str:

@@ -9,11 +9,18 @@ marked interrupted by the next run once its run lock has no live holder). Runs o
 never overlap: a run holds a lock per source in the database (sync.locks) for its whole length,
 so two processes or hosts cannot apply the same source at once. A failed pull applies nothing; a held run applies nothing;
 `dry_run` does all the work and rolls it back, so its numbers are exact.
+
+`run` = select sources → lock → start the run row → `plan_and_apply`. A distributed run
+(sync.tasks) fetches on Celery workers first and then calls the same `plan_and_apply` with
+readers over its staged pages, so both give the same result. While a run goes on its progress
+(phase, records fetched) is written beside its transaction (sync.progress); after it has
+committed, notifications go out (sync.notify).
 """
 from __future__ import annotations
 
 import gc
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,9 +43,11 @@ from sync.locks import RunLocks, live_run_ids, source_lock_name
 from sync.plan import KIND_ORDER, RunPlan
 from sync.planner import Planner
 from sync.rules import RuleSet
+from sync.progress import RunProgress, final_progress
 from sync.runtime import Runtime
 
 ProgressFn = Callable[[str, str, int], None]
+log = logging.getLogger("dualline.sync")
 
 
 @dataclass
@@ -117,7 +126,25 @@ class SyncEngine:
 
     def run(self, source_names: Sequence[str] | None = None, **options: Any) -> RunResult:
         with _cyclic_gc_paused():
-            return self._run(source_names, **options)
+            result = self._run(source_names, **options)
+        log.log(logging.ERROR if result.status == "failed" else logging.INFO, "run %s: %s in %.1fs",
+                result.run_id, result.status, result.seconds,
+                extra={"run_id": result.run_id, "status": result.status, "sources": list(source_names or []),
+                       "seconds": round(result.seconds, 3), "counts": result.counts,
+                       "mismatches": result.mismatches,
+                       "error": "; ".join(e.get("message", "") for e in result.errors) or None})
+        if result.run_id is not None:
+            # After the commit; a channel that fails is logged and never fails the run.
+            from sync.notify import notify_run
+
+            notify_run(self.runtime, result)
+            if result.status != "dry_run":
+                # Whoever started the run (CLI, scheduler, worker, the console's approval), the
+                # webhooks get its changes; a receiver's failure is logged, never the run's.
+                from sync.webhooks import deliver_after_run
+
+                deliver_after_run(self.runtime)
+        return result
 
     def _run(
         self,
@@ -132,7 +159,7 @@ class SyncEngine:
         sources = self.select_sources(source_names)
         rule_set = RuleSet.from_config(self.config)  # a bad `rules:` block fails before anything runs
         built = {s.name: self.build(s) for s in sources}
-        cipher = self.runtime.cipher
+        self.runtime.cipher  # no secret key: fail before anything is locked or recorded
         locks: RunLocks | None = None
         if not dry_run:  # a dry run writes nothing, so it may look while a real run goes on
             locks = RunLocks(self.runtime.engine, [source_lock_name(s.name) for s in sources],
@@ -144,29 +171,82 @@ class SyncEngine:
             if locks is not None:
                 locks.release()
             raise
+        try:
+            readers = {name: connector for name, (connector, _) in built.items()}
+            return self.plan_and_apply(run_id, sources, built, readers, rule_set, dry_run=dry_run, full=full,
+                                       approve=approve, actor=actor, started=started)
+        finally:
+            # After the commit (or rollback): the next run must see what this one wrote.
+            if locks is not None:
+                locks.release()
+            for connector, _ in built.values():
+                connector.close()
+
+    def pulls(self, session: Session, sources: list[SourceConfig], built: dict[str, tuple[Connector, Mapping]],
+              full: bool) -> list[tuple[SourceConfig, str, str | None]]:
+        """The pulls of a run in order — (source, kind, since) — kind by kind in KIND_ORDER;
+        `since` is the stored cursor of an incremental pull, None for a full one."""
+        cursors = self._cursors(session)
+        out = []
+        for kind in KIND_ORDER:
+            for source in sources:
+                if kind not in source.provides:
+                    continue
+                connector = built[source.name][0]
+                since = None
+                if not full and connector.is_incremental(kind):
+                    since = cursors.get((source.name, kind))
+                out.append((source, kind, since))
+        return out
+
+    def plan_and_apply(
+        self,
+        run_id: int | None,
+        sources: list[SourceConfig],
+        built: dict[str, tuple[Connector, Mapping]],
+        readers: dict[str, Connector],
+        rule_set: RuleSet,
+        *,
+        dry_run: bool,
+        full: bool,
+        approve: bool,
+        actor: str,
+        started: float,
+        since: dict[tuple[str, str], str | None] | None = None,
+        before_commit: Callable[[Session], None] | None = None,
+        pull_phase: str = "fetch",
+    ) -> RunResult:
+        """Plan → guard → apply → align in ONE transaction, reading each pull's pages from
+        `readers[source]` (the source's own connector, or a distributed run's staged pages).
+        `since` fixes each pull's cursor (a distributed run decided them before fetching);
+        `before_commit` may still refuse the commit by raising (a distributed run checks that
+        its lease is still its own)."""
+        cipher = self.runtime.cipher
         result = RunResult(run_id=run_id, status="running")
+        tracker = RunProgress(self.runtime.engine, run_id) if run_id is not None else None
+        progress = _both(self.progress, tracker.fetched if tracker else None)
         session = self.sessions()
         plan = RunPlan(batch_size=self.config.batch_size)
         try:
             session.begin()
-            if run_id is not None:
+            if run_id is not None and self.runtime.engine.dialect.name == "sqlite":
                 # Take the write lock now (SQLite: one writer), so ids allocated later stay ours.
+                # Elsewhere the run row stays unlocked until the end: its progress is written
+                # beside this transaction (sync.progress).
                 session.execute(update(SyncRun).where(SyncRun.id == run_id).values(status="running"))
             # Creates and updates stream into this still-uncommitted transaction as they are
             # planned; the guard looks at the whole run before anything is committed.
             applier = Applier(session, cipher, run_id, actor, self._ranks(sources))
             plan.sink = applier.apply_batch
             planner = Planner(session, cipher, plan, self.config.party_org_names)
-            cursors = self._cursors(session)
-            for kind in KIND_ORDER:
-                for source in sources:
-                    if kind not in source.provides:
-                        continue
-                    connector, mapping = built[source.name]
-                    since = None
-                    if not full and connector.is_incremental(kind):
-                        since = cursors.get((source.name, kind))
-                    planner.plan_pull(source, connector, mapping, kind, since, self.progress)
+            pulls = self.pulls(session, sources, built, full)
+            if tracker:
+                tracker.phase(pull_phase)
+            for source, kind, pull_since in pulls:
+                if since is not None:
+                    pull_since = since.get((source.name, kind))
+                mapping = built[source.name][1]
+                planner.plan_pull(source, readers[source.name], mapping, kind, pull_since, progress)
             result.counts = plan.summary_counts()
             result.quarantined = [_quarantine_view(q) for q in plan.quarantined[:200]]
             result.ambiguous = [
@@ -182,17 +262,21 @@ class SyncEngine:
                     for s in plan.failed
                 ]
                 session.rollback()
-                return self._finish(result, plan, "failed", started)
+                return self._finish(result, plan, "failed", started, tracker)
             decision = check(plan, **self.config.guard)
             result.guard = decision.as_dict() | {"approved": bool(approve and decision.held)}
             if decision.held and not approve and not dry_run:
                 session.rollback()
-                return self._finish(result, plan, "held", started)
+                return self._finish(result, plan, "held", started, tracker)
 
+            if tracker:
+                tracker.phase("apply")
             applier.apply_deactivations(plan.deactivations)
             applier.finish()
             result.moves = dict(applier.moves)
             pulled = [(s.source, s.kind, s.full) for s in plan.stats]
+            if tracker:
+                tracker.phase("align")
             alignment = align(session, run_id, actor, plan.ambiguities, pulled)
             # Standardization findings join the same queue, in the same transaction.
             alignment = rule_set.after_alignment(session, run_id, actor, alignment)
@@ -207,22 +291,21 @@ class SyncEngine:
             self._save_quarantine(session, plan, run_id)
             result.status = "succeeded"
             result.seconds = time.perf_counter() - started
-            self._update_run(session, result)
+            self._update_run(session, result, tracker)
+            if before_commit is not None:
+                before_commit(session)
             session.commit()
             return result
         except BaseException as exc:
             session.rollback()
             if run_id is not None and not isinstance(exc, KeyboardInterrupt):
                 result.errors.append({"error_class": "internal", "message": f"{type(exc).__name__}: {exc}"})
-                self._finish(result, plan, "failed", started)
+                self._finish(result, plan, "failed", started, tracker)
             raise
         finally:
             session.close()
-            # After the commit (or rollback): the next run must see what this one wrote.
-            if locks is not None:
-                locks.release()
-            for connector, _ in built.values():
-                connector.close()
+            if tracker:
+                tracker.close()
 
     # -- bookkeeping --------------------------------------------------------------------------
 
@@ -247,17 +330,18 @@ class SyncEngine:
                 locks.bind_run(session, run.id)
             return run.id
 
-    def _finish(self, result: RunResult, plan: RunPlan, status: str, started: float) -> RunResult:
+    def _finish(self, result: RunResult, plan: RunPlan, status: str, started: float,
+                tracker: RunProgress | None = None) -> RunResult:
         result.status = status
         result.seconds = time.perf_counter() - started
         if result.run_id is None:  # a dry run: nothing to record
             return result
         with self.sessions() as session, session.begin():
             self._save_quarantine(session, plan, result.run_id)
-            self._update_run(session, result)
+            self._update_run(session, result, tracker)
         return result
 
-    def _update_run(self, session: Session, result: RunResult) -> None:
+    def _update_run(self, session: Session, result: RunResult, tracker: RunProgress | None = None) -> None:
         report = {
             "errors": result.errors,
             "guard": result.guard,
@@ -274,7 +358,8 @@ class SyncEngine:
             update(SyncRun)
             .where(SyncRun.id == result.run_id)
             .values(status=result.status, finished_at=utcnow(), counts=result.counts,
-                    mismatches=result.mismatches, report=report, error=message)
+                    mismatches=result.mismatches, report=report, error=message,
+                    progress=final_progress(tracker, result.status))
         )
 
     def _cursors(self, session: Session) -> dict[tuple[str, str], str]:
@@ -305,6 +390,18 @@ class SyncEngine:
         ]
         for i in range(0, len(rows), 1000):
             session.execute(insert(Quarantine.__table__), rows[i : i + 1000])
+
+
+def _both(first: ProgressFn | None, second: ProgressFn | None) -> ProgressFn | None:
+    """One per-page progress callback out of two optional ones."""
+    if first is None or second is None:
+        return first or second
+
+    def both(source: str, kind: str, read: int) -> None:
+        first(source, kind, read)
+        second(source, kind, read)
+
+    return both
 
 
 @contextmanager

@@ -16,7 +16,8 @@ from records.crypto import FieldCipher, mask_id_number, mask_mobile
 
 SENSITIVE_FIELDS = {"id_number": mask_id_number, "mobile": mask_mobile}
 DATE_FIELDS = frozenset(
-    {"birth_date", "hired_on", "party_joined_on", "joined_on", "full_member_on", "elected_on", "held_on"}
+    {"birth_date", "hired_on", "party_joined_on", "joined_on", "full_member_on", "elected_on", "held_on",
+     "paid_on"}
 )
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 # Order in which kinds are planned and applied: what later kinds refer to comes first.
-KIND_ORDER = ("org_units", "party_orgs", "staff", "party_members", "performance", "payroll", "activities")
+KIND_ORDER = ("org_units", "party_orgs", "staff", "party_members", "performance", "payroll", "activities",
+              "dues_payments")
 
 
 # Item.id_hash when the planner did not hash the record's ID number (None is a valid hash: none).

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from connectors import Connector, SourceError
 from mappings import Mapping, MappingContext, MappingError
 from records.crypto import FieldCipher
-from records.models import Activity, OrgUnit, PartyOrg, Payroll, Performance, SourceLink
+from records.models import Activity, DuesPayment, Membership, OrgUnit, PartyOrg, Payroll, Performance, SourceLink
 from sync.config import SourceConfig
 from sync.correlate import PersonIndex
 from sync.fields import SENSITIVE_FIELDS, Fingerprinter
@@ -32,6 +32,7 @@ REQUIRED = {
     "performance": ("employee_no", "period"),
     "payroll": ("employee_no", "month"),
     "activities": ("activity_key",),
+    "dues_payments": ("employee_no", "month"),
 }
 
 # Kinds whose records merge across sources by their business key: model and key columns.
@@ -41,6 +42,7 @@ NATURAL_KEYS: dict[str, tuple[Any, tuple[str, ...]]] = {
     "performance": (Performance, ("employee_no", "period")),
     "payroll": (Payroll, ("employee_no", "month")),
     "activities": (Activity, ("activity_key",)),
+    "dues_payments": (DuesPayment, ("employee_no", "month")),
 }
 
 # Fields of a roster row that describe the person rather than the membership.
@@ -100,6 +102,7 @@ class Planner:
         self.persons = PersonIndex(session)
         self._natural: dict[str, dict[Any, Ref]] = {}
         self._orgs = _OrgNames(session)
+        self._unlinked: dict[int, int] | None = None  # person id → membership no source feeds
         # The context must not refer back to the planner (a bound method would): that cycle kept
         # the whole planner — its person index, a million small objects — alive until the
         # engine's final gc.collect(), which then spent over a second traversing it.
@@ -319,13 +322,30 @@ class Planner:
                      data, fp, entity_is_new=placement.is_new, id_hash=id_hash)
             )
         else:
+            # A membership a person created in the console (no source feeds it) is the one this
+            # roster row describes: the row takes it over instead of adding a second one.
+            adopted = None if placement.is_new or person.ref.id is None else self._unlinked_membership(person.ref.id)
             self.plan.add(
-                Item("create", kind, source, ext, Ref(), label, data, fp, person=person.ref,
+                Item("create", kind, source, ext, Ref(adopted), label, data, fp, person=person.ref,
                      person_data={f: data[f] for f in MEMBER_PERSON_FIELDS if f in data}
                      | ({"employee_no": data["employee_no"]} if data.get("employee_no") else {}),
                      creates_person=placement.is_new, person_has_staff=bool(person.staff_links),
-                     entity_is_new=True, id_hash=id_hash)
+                     entity_is_new=adopted is None, id_hash=id_hash)
             )
+
+    def _unlinked_membership(self, person_id: int) -> int | None:
+        """An active membership of the person that no source feeds (made in the console), taken
+        at most once; all of them are loaded with one query on first use."""
+        if self._unlinked is None:
+            fed = exists().where(SourceLink.kind == "party_members", SourceLink.entity_id == Membership.id,
+                                 SourceLink.active.is_(True))
+            rows = self.session.execute(
+                select(Membership.person_id, Membership.id).where(
+                    Membership.active.is_(True), Membership.status == "active", ~fed)
+                .order_by(Membership.id.desc())
+            )
+            self._unlinked = dict(rows.all())
+        return self._unlinked.pop(person_id, None)
 
     def _learn_org_name(self, data: dict[str, Any]) -> None:
         self._resolve_party_org("")  # make sure stored names are loaded first

@@ -22,6 +22,11 @@ def _set_config(ctx: click.Context, _param: click.Parameter, value: str | None) 
         os.environ["DUALLINE_CONFIG"] = value
 
 
+def _set_log_format(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:  # read by sync.logs wherever a command sets up logging (sync, scheduler, worker)
+        os.environ["DUALLINE_LOG_FORMAT"] = value
+
+
 class DualLineGroup(FlaskGroup):
     def invoke(self, ctx: click.Context):
         try:
@@ -62,7 +67,10 @@ cli = DualLineGroup(
     set_debug_flag=False,
     params=[
         click.Option(["--config"], metavar="PATH", expose_value=False, is_eager=True,
-                     callback=_set_config, help="dualline.yaml (default: $DUALLINE_CONFIG or ./dualline.yaml)")
+                     callback=_set_config, help="dualline.yaml (default: $DUALLINE_CONFIG or ./dualline.yaml)"),
+        click.Option(["--log-format"], type=click.Choice(["human", "json"]), expose_value=False, is_eager=True,
+                     callback=_set_log_format,
+                     help="Logs as human lines or one JSON object per line (default: $DUALLINE_LOG_FORMAT or human)"),
     ],
     help="dualline: dual-line (双线) integration of business and party records.",
 )

@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session
 from records.db import session_factory
 from records.models import ApiToken, AuditLog, PartyOrg, utcnow
 
-SCOPES = ("read", "read:sensitive", "write:resolutions")
-# What each scope also grants: whoever may see unmasked data may obviously read the rest.
-IMPLIED = {"read:sensitive": {"read"}}
+SCOPES = ("read", "read:sensitive", "write:resolutions", "write:scim")
+# What each scope also grants: whoever may see unmasked data may obviously read the rest; a SCIM
+# writer reads what it writes (every SCIM write answers with the resource).
+IMPLIED = {"read:sensitive": {"read"}, "write:scim": {"read"}}
 TOKEN_PREFIX = "dl_"
 
 

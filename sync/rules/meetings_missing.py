@@ -7,7 +7,10 @@ as `types: {<type>: {per: month|quarter|year, min: N}}` (a type given is merged 
   branches with `has_committee` true), group_meeting ≥1 per month (common practice; judged per
   active group org — a branch without groups has nothing to judge), party_lecture ≥1 per quarter
   (Art. 16), theme_day ≥1 per month (Art. 16), org_life_meeting and democratic_review ≥1 per year
-  (Arts. 17, 19).
+  (Arts. 17, 19); secretary_lecture ≥1 per year (Art. 16: each secretary gives a party lecture at
+  least once a year — a `party_lecture` whose `lecturer` is the branch's `secretary`, by name or by
+  the employee number of the org's member of that name; judged for orgs with a secretary, and only
+  once any activity records a lecturer, so sources without lecturers do not flag every branch).
 Subjects: active party orgs of kind `branch` (group meetings: of kind `group`).
 
 Only *completed* periods are judged: the last `periods` (default 1) months / quarters / years
@@ -56,7 +59,10 @@ DEFAULT_TYPES: dict[str, dict[str, Any]] = {
     "theme_day": {"per": "month", "min": 1},
     "org_life_meeting": {"per": "year", "min": 1},
     "democratic_review": {"per": "year", "min": 1},
+    "secretary_lecture": {"per": "year", "min": 1},
 }
+# Not an activity type of its own: party lectures given by the org's secretary.
+SECRETARY_LECTURE = "secretary_lecture"
 REFERENCES = {
     "member_meeting": "支部工作条例 Art. 11",
     "committee_meeting": "支部工作条例 Art. 12",
@@ -65,6 +71,7 @@ REFERENCES = {
     "theme_day": "支部工作条例 Art. 16",
     "org_life_meeting": "支部工作条例 Art. 17",
     "democratic_review": "支部工作条例 Art. 19",
+    "secretary_lecture": "支部工作条例 Art. 16",
 }
 MAX_PERIODS = 36
 
@@ -108,7 +115,7 @@ def completed_periods(today: dt.date, per: str, count: int) -> list[tuple[str, d
 # --- SQL ---------------------------------------------------------------------------------------
 
 _ORGS = """
-SELECT o.id, o.code, o.name, o.kind, o.has_committee
+SELECT o.id, o.code, o.name, o.kind, o.has_committee, o.secretary
 FROM party_orgs o
 WHERE o.active = :yes AND o.kind IN ('branch', 'group')
 """
@@ -121,7 +128,8 @@ class MeetingsMissing(Rule):
     id = "meetings_missing"
     reference = "支部工作条例 Art. 11; Art. 12; Art. 16; Arts. 17, 19"
     summary = ("三会一课 and more: member meeting ≥1 per quarter, committee meeting and theme day monthly, "
-               "party lecture ≥1 per quarter, 组织生活会 and democratic review ≥1 per year; "
+               "party lecture ≥1 per quarter (each secretary lectures ≥1 per year), 组织生活会 and democratic "
+               "review ≥1 per year; "
                "a member meeting needs more than half present")
     severity = "medium"
 
@@ -160,7 +168,9 @@ class MeetingsMissing(Rule):
         dates: list[str] = ["w_start", "w_end"]
         branches = []
         for per, ps in sorted(periods.items()):
-            types = [t for t, r in required.items() if r["per"] == per]
+            types = [t for t, r in required.items() if r["per"] == per and t != SECRETARY_LECTURE]
+            if not types:
+                continue
             tnames = []
             for j, t in enumerate(types):
                 params[f"t_{per}_{j}"] = t
@@ -171,7 +181,7 @@ class MeetingsMissing(Rule):
                 dates += [s, e]
                 branches.append(f"WHEN a.type IN ({', '.join(tnames)}) AND a.held_on >= :{s} AND a.held_on < :{e} "
                                 f"THEN :{lab}")
-        bucket = "CASE " + " ".join(branches) + " END"
+        bucket = "CASE " + " ".join(branches) + " END" if branches else "NULL"
         counts_sql = f"""
             SELECT b.code, b.type, b.bucket, COUNT(*) AS held, SUM(b.counts) AS counted
             FROM (
@@ -199,12 +209,22 @@ class MeetingsMissing(Rule):
                               w_start=window_start, w_end=window_end):
             failed[r.code].append(r)
 
+        lecturers_tracked = False
+        if SECRETARY_LECTURE in required:
+            lecturers_tracked = ctx.conn.execute(text(
+                "SELECT 1 FROM activities WHERE active = :yes AND lecturer IS NOT NULL"), ctx.sql_params()).first() is not None
+        if lecturers_tracked:
+            held |= self._secretary_lectures(ctx, periods[required[SECRETARY_LECTURE]["per"]])
+
         found = []
         for org in select_where(ctx, _ORGS, "1 = 1"):
             for type_, req in required.items():
                 if (type_ == "group_meeting") != (org.kind == "group"):
                     continue
                 if type_ == "committee_meeting" and not org.has_committee:
+                    continue
+                if type_ == SECRETARY_LECTURE and (not lecturers_tracked or org.kind != "branch"
+                                                   or not (org.secretary or "").strip()):
                     continue
                 for label, start, end in periods[req["per"]]:
                     n_held, n_counted = held.get((org.code, type_, label), (0, 0))
@@ -219,6 +239,30 @@ class MeetingsMissing(Rule):
                     found.append(self._violation(ctx, org, type_, req, label, start, end,
                                                  n_held, n_counted, quorum_failed))
         return found
+
+    @staticmethod
+    def _secretary_lectures(ctx: RuleContext, periods: list[tuple[str, dt.date, dt.date]]
+                            ) -> dict[tuple[str, str, str], tuple[int, int]]:
+        """Party lectures given by each org's secretary per period: (code, type, period) → counts.
+        The lecturer matches the secretary's name, or the employee number of the org's active
+        member who has that name (one GROUP BY per period, a handful of periods)."""
+        out: dict[tuple[str, str, str], tuple[int, int]] = {}
+        for label, start, end in periods:
+            sql = """
+                SELECT o.code, COUNT(DISTINCT a.id) AS held
+                FROM party_orgs o
+                JOIN activities a ON a.party_org_code = o.code AND a.active = :yes
+                     AND a.type = 'party_lecture' AND a.held_on >= :p_start AND a.held_on < :p_end
+                WHERE o.active = :yes AND o.secretary IS NOT NULL
+                  AND (TRIM(a.lecturer) = TRIM(o.secretary)
+                       OR EXISTS (SELECT 1 FROM memberships m JOIN persons p ON p.id = m.person_id
+                                  WHERE m.party_org_code = o.code AND m.active = :yes
+                                    AND TRIM(p.name) = TRIM(o.secretary) AND p.employee_no = TRIM(a.lecturer)))
+                GROUP BY o.code
+            """
+            for r in select_where(ctx, sql, "1 = 1", dates=("p_start", "p_end"), p_start=start, p_end=end):
+                out[(r.code, SECRETARY_LECTURE, label)] = (int(r.held), int(r.held))
+        return out
 
     def _violation(self, ctx: RuleContext, org: Any, type_: str, req: dict[str, Any], label: str,
                    start: dt.date, end: dt.date, n_held: int, n_counted: int,

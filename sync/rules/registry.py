@@ -5,11 +5,14 @@ from sync.rules import (
     branch_too_large,
     branch_too_small,
     committee_required,
+    dues_overdue,
+    dues_underpaid,
     meetings_missing,
     org_kind_mismatch,
     probation_overdue,
     secretary_tenure,
     term_expired,
+    transfer_stale,
 )
 from sync.rules.base import Rule
 
@@ -24,5 +27,8 @@ RULES: dict[str, Rule] = {
         secretary_tenure,
         probation_overdue,
         meetings_missing,
+        dues_underpaid,
+        dues_overdue,
+        transfer_stale,
     )
 }

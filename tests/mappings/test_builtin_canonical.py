@@ -19,9 +19,10 @@ DESIGN_FIELDS = {
                    "term_years", "has_committee", "retirees"},
     "party_members": {"id_number", "employee_no", "name", "party_org_code", "category", "joined_on",
                       "full_member_on", "status", "gender", "birth_date", "ethnicity", "education",
-                      "mobile", "position"},
+                      "mobile", "position", "dues_category"},
     "payroll": {"employee_no", "month", "after_tax_pay"},
-    "activities": {"id", "party_org_code", "type", "held_on", "attendees", "expected"},
+    "activities": {"id", "party_org_code", "type", "held_on", "attendees", "expected", "lecturer", "attendee_nos"},
+    "dues_payments": {"employee_no", "month", "amount", "paid_on"},
 }
 
 

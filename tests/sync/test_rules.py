@@ -294,7 +294,8 @@ def test_invalid_threshold_is_a_config_error_naming_the_key(rules: dict[str, Any
 
 def test_rules_list_every_rule_of_party_rules_md() -> None:
     assert list(RULES) == ["branch_too_small", "branch_too_large", "committee_required", "org_kind_mismatch",
-                           "term_expired", "secretary_tenure", "probation_overdue", "meetings_missing"]
+                           "term_expired", "secretary_tenure", "probation_overdue", "meetings_missing",
+                           "dues_underpaid", "dues_overdue", "transfer_stale"]
     reference = Path("/work/shared/reference/party-rules.md")
     if reference.exists():  # every id and regulation as the reference spells them
         text = reference.read_text(encoding="utf-8")
@@ -554,7 +555,8 @@ def test_every_rule_on_every_database_backend(any_db_url: str) -> None:
         out = w.run()
         assert out.found == {"branch_too_small": 1, "branch_too_large": 1, "committee_required": 1,
                              "org_kind_mismatch": 1, "term_expired": 1, "secretary_tenure": 1,
-                             "probation_overdue": 1, "meetings_missing": 0}
+                             "probation_overdue": 1, "meetings_missing": 0, "dues_underpaid": 0,
+                             "dues_overdue": 0, "transfer_stale": 0}
         assert w.mismatch("secretary_tenure", key("SMALL")).details["full_member_on"] == (TODAY - D(10)).isoformat()
         assert w.mismatch("org_kind_mismatch", key("BIG")).details["subtree_members"] == 51
         assert w.mismatch("term_expired", key("C")).details["expires_on"] == "2024-01-01"

@@ -8,21 +8,36 @@ document describes one shape.
 """
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask import current_app
 from marshmallow import Schema, fields, validate
 
 from records.queries import MISMATCH_STATES
+from sync.resolutions import ALL_ACTIONS as RESOLUTION_ACTIONS
 
 FEED_ENTITIES = ("person", "org_unit", "party_org", "membership", "mismatch", "performance", "payroll",
                  "activity")
 MAX_LIMIT = 1000
+# Ids are 64-bit: a larger number in a query is refused (422), not handed to the driver to overflow.
+MAX_ID = 2**63 - 1
+ID_RANGE = validate.Range(0, MAX_ID)
 DEFAULT_LIMIT = 100
 
 
 def _cipher() -> Any:
     return current_app.extensions["dualline"].runtime().cipher
+
+
+class UtcDateTime(fields.DateTime):
+    """Timestamps are stored as naive UTC: published with their offset (`+00:00`), as RFC 3339
+    `date-time` (what the OpenAPI document promises) requires."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if isinstance(value, dt.datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return super()._serialize(value, attr, obj, **kwargs)
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -74,7 +89,7 @@ class PartyOrgQuerySchema(PageQuerySchema, UpdatedSinceMixin):
 
 
 class MembershipQuerySchema(PageQuerySchema, UpdatedSinceMixin):
-    person_id = fields.Integer()
+    person_id = fields.Integer(validate=ID_RANGE)
     party_org = fields.String()
     category = fields.String(validate=validate.OneOf(("full", "probationary")))
     status = fields.String(validate=validate.OneOf(("active", "transferred_out", "deceased", "removed")))
@@ -83,7 +98,7 @@ class MembershipQuerySchema(PageQuerySchema, UpdatedSinceMixin):
 
 class PerformanceQuerySchema(PageQuerySchema, UpdatedSinceMixin):
     employee_no = fields.String()
-    person_id = fields.Integer()
+    person_id = fields.Integer(validate=ID_RANGE)
     period = fields.String()
 
 
@@ -100,7 +115,7 @@ class RunQuerySchema(PageQuerySchema):
 
 
 class ChangeQuerySchema(Schema):
-    after = fields.Integer(load_default=0, validate=validate.Range(min=0),
+    after = fields.Integer(load_default=0, validate=validate.Range(0, MAX_ID),
                            metadata={"description": "Return changes with seq greater than this (the previous `last_seq`)."})
     limit = fields.Integer(load_default=DEFAULT_LIMIT, validate=validate.Range(1, MAX_LIMIT))
     entity = fields.String(validate=validate.OneOf(FEED_ENTITIES))
@@ -110,8 +125,8 @@ class ChangeQuerySchema(Schema):
 
 
 class TimestampedSchema(Schema):
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
+    created_at = UtcDateTime()
+    updated_at = UtcDateTime()
 
 
 class PersonSchema(TimestampedSchema):
@@ -233,21 +248,33 @@ class MismatchSchema(Schema):
     party_org_code = fields.String(allow_none=True)
     other_party_org_code = fields.String(allow_none=True)
     org_unit_code = fields.String(allow_none=True)
-    opened_at = fields.DateTime(allow_none=True)
-    updated_at = fields.DateTime(allow_none=True)
-    closed_at = fields.DateTime(allow_none=True)
+    opened_at = UtcDateTime(allow_none=True)
+    updated_at = UtcDateTime(allow_none=True)
+    closed_at = UtcDateTime(allow_none=True)
     resolution = fields.String(allow_none=True)
     resolution_note = fields.String(allow_none=True)
     resolved_by = fields.String(allow_none=True)
-    resolved_at = fields.DateTime(allow_none=True)
-    expires_at = fields.DateTime(allow_none=True)
+    resolved_at = UtcDateTime(allow_none=True)
+    expires_at = UtcDateTime(allow_none=True)
 
 
 class ResolutionSchema(Schema):
     state = fields.String(required=True, validate=validate.OneOf(("resolved", "ignored")))
     reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
-    expires_at = fields.DateTime(allow_none=True, metadata={
+    expires_at = UtcDateTime(allow_none=True, metadata={
         "description": "For `ignored`: when the accepted exception lapses and the mismatch reopens."})
+    # What to do besides deciding the state (sync.resolutions); `exception` goes with state
+    # `ignored`, every other action with `resolved`. Without it: `resolve` or `exception`.
+    action = fields.String(validate=validate.OneOf(RESOLUTION_ACTIONS), metadata={
+        "description": "transfer | create_membership | transfer_out | move_to_retirees | mark_deceased | "
+                       "adopt_hr | link_person (each fits certain rules) | exception | resolve"})
+    target_party_org = fields.String(allow_none=True, validate=validate.Length(max=64), metadata={
+        "description": "transfer / create_membership / move_to_retirees: the branch (default: the expected one)."})
+    person_id = fields.Integer(allow_none=True, validate=ID_RANGE, metadata={"description": "link_person: the person."})
+    to_org_name = fields.String(allow_none=True, validate=validate.Length(max=200), metadata={
+        "description": "transfer_out: the party organization the member goes to."})
+    letter_no = fields.String(allow_none=True, validate=validate.Length(max=64))
+    dues_paid_until = fields.Date(allow_none=True)
 
 
 class RunSchema(Schema):
@@ -258,8 +285,8 @@ class RunSchema(Schema):
     dry_run = fields.Boolean()
     approved = fields.Boolean()
     actor = fields.String()
-    started_at = fields.DateTime(allow_none=True)
-    finished_at = fields.DateTime(allow_none=True)
+    started_at = UtcDateTime(allow_none=True)
+    finished_at = UtcDateTime(allow_none=True)
     counts = fields.Dict()
     mismatches = fields.Dict()
     error = fields.String(allow_none=True)
@@ -272,7 +299,7 @@ class ChangeSchema(Schema):
     op = fields.String(metadata={"description": "create | update | deactivate"})
     changed = fields.Dict(metadata={"description": "field → [before, after]; sensitive values always masked."})
     run_id = fields.Integer(allow_none=True)
-    at = fields.DateTime()
+    at = UtcDateTime()
 
 
 class ChangeFeedSchema(Schema):

@@ -1,18 +1,26 @@
-"""Console log-in, log-out and the language switch."""
+"""Console log-in (throttled, see web.auth), log-out and the language (zh-CN first, English)."""
 from __future__ import annotations
 
 import time
 
 from flask import redirect, render_template, request, session, url_for
 
-from web.auth import authenticate
+from web.auth import LoginThrottled, authenticate
 from web.console import bp
-from web.console.access import READERS, roles
+from web.console.i18n import pick_language
 
 
 def _local(target: str | None) -> str | None:
     """Only same-site paths are followed after log-in or a language switch (no open redirect)."""
     return target if target and target.startswith("/") and not target.startswith("//") else None
+
+
+@bp.before_app_request
+def _first_visit_language() -> None:
+    """On a first visit the browser's Accept-Language decides (zh-CN unless it prefers English);
+    /lang/<code> overrides it for the session. Console pages only: API clients get no cookie."""
+    if "lang" not in session and not request.path.startswith(("/api/", "/scim/", "/static/", "/healthz", "/metrics")):
+        session["lang"] = pick_language(request.accept_languages)
 
 
 @bp.get("/lang/<code>")
@@ -27,7 +35,10 @@ def set_language(code: str):
 def login():
     error = None
     if request.method == "POST":
-        user = authenticate(request.form.get("username", "").strip(), request.form.get("password", ""))
+        try:
+            user = authenticate(request.form.get("username", "").strip(), request.form.get("password", ""))
+        except LoginThrottled:
+            return render_template("console/login.html", error="login_throttled"), 429
         if user is None:
             error = "login_failed"
         else:
@@ -40,11 +51,8 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    lang = session.get("lang")
     session.clear()
+    if lang:
+        session["lang"] = lang
     return redirect(url_for("console.login"))
-
-
-@bp.get("/")
-@roles(*READERS)
-def index():
-    return redirect(url_for("console.mismatches"))

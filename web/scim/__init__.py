@@ -1,20 +1,20 @@
-"""SCIM 2.0 (RFC 7643/7644) at `/scim/v2`: persons as Users, party orgs as Groups — read-only.
+"""SCIM 2.0 (RFC 7643/7644) at `/scim/v2`: persons as Users, party orgs as Groups.
 
-Why read-only: the unified records are owned by the sync (HR and the party roster are the
-sources of truth; a SCIM write would be overwritten by the next run or fight it). So:
+Writes (web.scim.writes has the whole model): the unified records are owned by the sync, so SCIM
+is one more source, named `scim`. It creates Users and Groups, changes what no real source owns
+(a field HR or the roster set answers 400 `mutability`), registers memberships through Group
+`members`, and DELETE deactivates (then 404), never deletes. Token scope `write:scim`.
 
-* every attribute in `/Schemas` has `mutability: readOnly`;
-* `ServiceProviderConfig` says `patch`, `bulk` and `changePassword` are unsupported, `filter`
-  (maxResults 1000), `sort` and `etag` supported, authentication `oauthbearertoken`;
-* PATCH and `/Bulk` answer 501 (RFC 7644 §3.12: the operation is not supported, as advertised);
-  POST, PUT and DELETE on Users and Groups answer 400 with `scimType: mutability` (§3.12: "the
-  attempted modification is not compatible with the target attribute's mutability") — not 403,
-  which would suggest another token could do it.
+* `/Schemas` marks the writable attributes readWrite (userName, name.formatted, externalId;
+  Group displayName, externalId, members), everything else readOnly;
+* `ServiceProviderConfig`: patch supported, bulk and changePassword not, filter (maxResults
+  1000), sort and etag supported, authentication `oauthbearertoken`;
+* `/Bulk` and `/.search` at the root answer 501 (RFC 7644 §3.12: not supported, as advertised).
 
 Mapping decisions:
 
 * Users: `id` = person id, `externalId` and `userName` = employee number (`userName` falls back to
-  the id for party-only persons), `name.formatted`/`displayName` = the recorded name (authoritative;
+  the id for party-only persons; a person created through SCIM keeps the client's externalId), `name.formatted`/`displayName` = the recorded name (authoritative;
   familyName/givenName derived: the first character, or a known compound surname, is the family
   name; names with spaces keep only `formatted`), `active` = listed as staff and in service
   (active, probation, temporary). `phoneNumbers` carries the mobile *masked* unless the token holds
@@ -24,7 +24,7 @@ Mapping decisions:
   Party extension `urn:dualline:params:scim:schemas:extension:party:1.0:User`: the active
   membership's branch (Group id, code, name), category, joinedOn, fullMemberOn, membershipStatus,
   plus the HR politicalStatus.
-* Groups: `id` = party org id, `externalId` = code, `displayName` = name, `members` = persons with
+* Groups: `id` = party org id, `externalId` = code (the client's own for Groups it created), `displayName` = name, `members` = persons with
   an active membership registered there; extension
   `urn:dualline:params:scim:schemas:extension:partyOrg:1.0:Group` (code, kind, parent, secretary,
   retirees, active).

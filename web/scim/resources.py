@@ -29,15 +29,18 @@ from web.api.security import Viewer
 from web.scim import schema as sc
 from web.scim.filter import And, AttrPath, Compare, FilterError, Node, Not, Or, Present, ValuePath
 
+TREE_DEPTH = 32  # org charts from sources may hold cycles: climbing stops here
+
 # Compound (two-character) Chinese surnames: the family name is two characters, not one.
 COMPOUND_SURNAMES = frozenset("""欧阳 司马 上官 诸葛 东方 皇甫 尉迟 公孙 慕容 长孙 令狐 夏侯 轩辕 宇文 司徒
     司空 端木 独孤 南宫 西门 万俟 闻人 赫连 澹台 公冶 宗政 濮阳 太叔 申屠 钟离 呼延 百里 东郭 拓跋""".split())
 
 
 def split_name(name: str | None) -> tuple[str | None, str | None]:
-    """(familyName, givenName) of a Chinese name; (None, None) for names written with spaces
-    (another naming order), which keep only `formatted`. Mirrors `_family_sql`/`_given_sql`."""
-    if not name or " " in name or len(name) < 2:
+    """(familyName, givenName) of a Chinese name; (None, None) for names written with spaces or
+    with Latin letters (another naming order: a first character is no surname there), which keep
+    only `formatted`. Mirrors `_family_sql`/`_given_sql`."""
+    if not name or " " in name or len(name) < 2 or name.lower() != name.upper():
         return None, None
     size = 2 if name[:2] in COMPOUND_SURNAMES and len(name) > 2 else 1
     return name[:size], name[size:]
@@ -48,14 +51,18 @@ def _family_size() -> ColumnElement[Any]:
                       func.length(Person.name) > 2), 2), else_=1)
 
 
+def _not_split() -> ColumnElement[bool]:
+    # lower ≠ upper: the name holds cased (Latin) letters. (SQLite folds ASCII only: a name of
+    # only non-ASCII cased letters, Greek say, is split there and not in Python — rare enough.)
+    return or_(Person.name.contains(" "), func.length(Person.name) < 2, func.lower(Person.name) != func.upper(Person.name))
+
+
 def _family_sql() -> ColumnElement[Any]:
-    return case((or_(Person.name.contains(" "), func.length(Person.name) < 2), None),
-                else_=func.substr(Person.name, 1, _family_size()))
+    return case((_not_split(), None), else_=func.substr(Person.name, 1, _family_size()))
 
 
 def _given_sql() -> ColumnElement[Any]:
-    return case((or_(Person.name.contains(" "), func.length(Person.name) < 2), None),
-                else_=func.substr(Person.name, _family_size() + 1))
+    return case((_not_split(), None), else_=func.substr(Person.name, _family_size() + 1))
 
 
 # --- filterable attributes ---------------------------------------------------------------------
@@ -71,6 +78,8 @@ class Field:
     column: Any
     case_exact: bool = False
     related: Callable[[ColumnElement[bool]], ColumnElement[bool]] | None = None
+    # An equivalent, indexable condition for `eq "value"` (see _username_eq).
+    equals: Callable[[str], ColumnElement[bool]] | None = None
 
 
 def _instant(value: Any, path: AttrPath) -> dt.datetime:
@@ -199,6 +208,8 @@ class ResourceKind:
                 present = and_(present, field.column != "")
             return field.related(present) if field.related else present
         assert isinstance(node, Compare)
+        if field.equals is not None and node.op == "eq" and isinstance(node.value, str):
+            return field.equals(node.value)
         if field.related is None:
             return _compare(field, node.path, node.op, node.value)
         if node.op == "ne":
@@ -252,12 +263,55 @@ def _member_person_of_group(cond: ColumnElement[bool]) -> ColumnElement[bool]:
                           Person.id == Membership.person_id, cond)
 
 
+MAX_CASE_VARIANTS = 256
+
+
+def _case_variants(value: str) -> set[str] | None:
+    """Every spelling of `value` that equals it case-insensitively, or None when there are too
+    many to list (more than 8 letters)."""
+    variants = [""]
+    for ch in value:
+        forms = {f for f in (ch, ch.lower(), ch.upper()) if len(f) == 1}
+        variants = [v + f for v in variants for f in forms]
+        if len(variants) > MAX_CASE_VARIANTS:
+            return None
+    return set(variants)
+
+
+def _username_eq(value: str) -> ColumnElement[bool]:
+    """`userName eq "…"` — case-insensitive (RFC 7643 §4.1.1) yet indexed: the employee number is
+    one of the value's case variants (an IN over the unique index; employee numbers hold few
+    letters), or, for persons without one, the id. lower(coalesce(…)) would read every row: at a
+    million persons a lookup took a full scan, and MariaDB has no expression indexes."""
+    variants = _case_variants(value)
+    by_number = (Person.employee_no.in_(sorted(variants)) if variants is not None
+                 else func.lower(Person.employee_no) == value.lower())
+    if value.isdigit() and len(value) < 19 and value == str(int(value)):
+        return or_(by_number, and_(Person.employee_no.is_(None), Person.id == int(value)))
+    return by_number
+
+
+def _user_external_id_eq(value: str) -> ColumnElement[bool]:
+    """externalId is the employee number, or for persons created through SCIM the client's own
+    value: either way an indexed equality."""
+    by_number = and_(Person.employee_no == value, Person.scim_external_id.is_(None))
+    return or_(by_number, Person.scim_external_id == value) if value else by_number
+
+
+def _group_external_id_eq(value: str) -> ColumnElement[bool]:
+    by_code = and_(PartyOrg.code == value, PartyOrg.scim_external_id.is_(None))
+    return or_(by_code, PartyOrg.scim_external_id == value) if value else by_code
+
+
 USER_IN_SERVICE = and_(Person.staff_active.is_(True), Person.employment_status.in_(IN_SERVICE))
 
 USERS = ResourceKind("User", Person, sc.CORE_USER, (sc.ENTERPRISE, sc.PARTY), {
     (sc.CORE_USER, "id", None): Field("id", Person.id),
-    (sc.CORE_USER, "externalId", None): Field("string", Person.employee_no, case_exact=True),
-    (sc.CORE_USER, "userName", None): Field("string", func.coalesce(Person.employee_no, cast(Person.id, String))),
+    (sc.CORE_USER, "externalId", None): Field("string", case((Person.scim_external_id.is_(None), Person.employee_no),
+                                                             else_=func.nullif(Person.scim_external_id, "")),
+                                              case_exact=True, equals=_user_external_id_eq),
+    (sc.CORE_USER, "userName", None): Field("string", func.coalesce(Person.employee_no, cast(Person.id, String)),
+                                            equals=_username_eq),
     (sc.CORE_USER, "name", "formatted"): Field("string", Person.name),
     (sc.CORE_USER, "name", "familyName"): Field("string", _family_sql()),
     (sc.CORE_USER, "name", "givenName"): Field("string", _given_sql()),
@@ -283,7 +337,9 @@ USERS = ResourceKind("User", Person, sc.CORE_USER, (sc.ENTERPRISE, sc.PARTY), {
 
 GROUPS = ResourceKind("Group", PartyOrg, sc.CORE_GROUP, (sc.PARTY_ORG,), {
     (sc.CORE_GROUP, "id", None): Field("id", PartyOrg.id),
-    (sc.CORE_GROUP, "externalId", None): Field("string", PartyOrg.code, case_exact=True),
+    (sc.CORE_GROUP, "externalId", None): Field("string", case((PartyOrg.scim_external_id.is_(None), PartyOrg.code),
+                                                               else_=func.nullif(PartyOrg.scim_external_id, "")),
+                                               case_exact=True, equals=_group_external_id_eq),
     (sc.CORE_GROUP, "displayName", None): Field("string", PartyOrg.name),
     (sc.CORE_GROUP, "meta", "created"): Field("datetime", PartyOrg.created_at),
     (sc.CORE_GROUP, "meta", "lastModified"): Field("datetime", PartyOrg.updated_at),
@@ -327,6 +383,23 @@ def _drop_empty(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v not in (None, [], {})}
 
 
+def _units_with_ancestors(s: Session, codes: set[str]) -> dict[str, Any]:
+    """The org units of a page and their ancestors (for department, organization and manager):
+    one query per level of the chart, never the whole chart (thousands of units at scale)."""
+    units: dict[str, Any] = {}
+    wanted = set(codes)
+    for _ in range(TREE_DEPTH):
+        wanted -= units.keys()
+        if not wanted:
+            break
+        rows = s.execute(select(OrgUnit.code, OrgUnit.name, OrgUnit.parent_code, OrgUnit.kind,
+                                OrgUnit.manager_employee_no).where(OrgUnit.code.in_(sorted(wanted)))).all()
+        units.update((u.code, u) for u in rows)
+        # Stop climbing at companies: organization is the nearest company above.
+        wanted = {u.parent_code for u in rows if u.parent_code and u.kind != "company"}
+    return units
+
+
 def render_users(s: Session, viewer: Viewer, persons: Sequence[Person], base: str,
                  decrypt: Callable[[str | None], str | None]) -> list[dict[str, Any]]:
     ids = [p.id for p in persons]
@@ -339,9 +412,7 @@ def render_users(s: Session, viewer: Viewer, persons: Sequence[Person], base: st
         codes = {m.party_org_code for ms in memberships.values() for m in ms if m.party_org_code}
         if codes:
             orgs = {o.code: o for o in s.scalars(select(PartyOrg).where(PartyOrg.code.in_(codes)))}
-    # The whole org chart (small next to the persons) for department, organization and manager.
-    units = {u.code: u for u in s.execute(select(OrgUnit.code, OrgUnit.name, OrgUnit.parent_code, OrgUnit.kind,
-                                                 OrgUnit.manager_employee_no)).all()} if persons else {}
+    units = _units_with_ancestors(s, {p.org_unit_code for p in persons if p.org_unit_code})
     manager_nos = {units[p.org_unit_code].manager_employee_no for p in persons
                    if p.org_unit_code in units and units[p.org_unit_code].manager_employee_no}
     managers: dict[str, tuple[int, str]] = {}
@@ -369,10 +440,10 @@ def render_users(s: Session, viewer: Viewer, persons: Sequence[Person], base: st
         resource: dict[str, Any] = {
             "schemas": [sc.CORE_USER, sc.ENTERPRISE, sc.PARTY],
             "id": str(p.id),
-            "externalId": p.employee_no,
+            "externalId": p.employee_no if p.scim_external_id is None else (p.scim_external_id or None),
             "userName": p.employee_no or str(p.id),
-            "name": _drop_empty({"formatted": p.name, "familyName": family, "givenName": given}),
-            "displayName": p.name,
+            "name": _drop_empty({"formatted": p.name or None, "familyName": family, "givenName": given}),
+            "displayName": p.name or None,
             "active": bool(p.staff_active and p.employment_status in IN_SERVICE),
             "phoneNumbers": [{"value": mobile, "type": "mobile", "primary": True}] if mobile else None,
             "groups": [_drop_empty({"value": str(orgs[m.party_org_code].id), "display": orgs[m.party_org_code].name,
@@ -431,10 +502,10 @@ def render_groups(s: Session, viewer: Viewer, orgs: Sequence[PartyOrg], base: st
         resource = _drop_empty({
             "schemas": [sc.CORE_GROUP, sc.PARTY_ORG],
             "id": str(o.id),
-            "externalId": o.code,
+            "externalId": o.code if o.scim_external_id is None else (o.scim_external_id or None),
             "displayName": o.name,
-            "members": [{"value": str(pid), "display": name, "$ref": f"{base}/Users/{pid}", "type": "User"}
-                        for pid, name in members.get(o.code, [])],
+            "members": [_drop_empty({"value": str(pid), "display": name or None, "$ref": f"{base}/Users/{pid}",
+                                     "type": "User"}) for pid, name in members.get(o.code, [])],
             sc.PARTY_ORG: _drop_empty({
                 "code": o.code, "kind": o.kind, "secretary": o.secretary,
                 "retirees": bool(o.retirees), "active": bool(o.active),

@@ -1,8 +1,9 @@
 """What the SCIM service publishes about itself: schemas, resource types, ServiceProviderConfig.
 
-Every attribute is `mutability: readOnly` — the unified records are owned by the sync (see the
-package docstring) — and only the attributes actually served are defined, so a client that builds
-its model from `/Schemas` (as scim2-tester does) expects exactly what it gets.
+Attributes are `mutability: readOnly` except those SCIM may write (web.scim.writes: the service
+is a source named `scim`; a field a real source owns stays read-only in practice, refused with
+400 mutability). Only the attributes actually served are defined, so a client that builds its
+model from `/Schemas` (as scim2-tester does) expects exactly what it gets.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
 SPC = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
 RESOURCE_TYPE = "urn:ietf:params:scim:schemas:core:2.0:ResourceType"
 SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Schema"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 MAX_RESULTS = 1000  # a page never holds more (count is capped; itemsPerPage says what was given)
 DEFAULT_COUNT = 100
@@ -27,11 +29,13 @@ DEFAULT_COUNT = 100
 def attr(name: str, type_: str = "string", description: str = "", *, multi: bool = False,
          required: bool = False, case_exact: bool = False, returned: str = "default",
          uniqueness: str = "none", sub: list[dict[str, Any]] | None = None,
-         canonical: list[str] | None = None, reference_types: list[str] | None = None) -> dict[str, Any]:
-    """One attribute definition (RFC 7643 §7), always readOnly."""
+         canonical: list[str] | None = None, reference_types: list[str] | None = None,
+         writable: bool = False) -> dict[str, Any]:
+    """One attribute definition (RFC 7643 §7): readOnly unless `writable` (see web.scim.writes)."""
     out: dict[str, Any] = {
         "name": name, "type": type_, "multiValued": multi, "description": description,
-        "required": required, "mutability": "readOnly", "returned": returned, "uniqueness": uniqueness,
+        "required": required, "mutability": "readWrite" if writable else "readOnly", "returned": returned,
+        "uniqueness": uniqueness,
     }
     if type_ in ("string", "reference", "binary"):
         out["caseExact"] = case_exact
@@ -44,16 +48,18 @@ def attr(name: str, type_: str = "string", description: str = "", *, multi: bool
     return out
 
 
-def _ref(name: str, description: str, kinds: list[str]) -> dict[str, Any]:
-    return attr(name, "reference", description, reference_types=kinds)
+def _ref(name: str, description: str, kinds: list[str], writable: bool = False) -> dict[str, Any]:
+    return attr(name, "reference", description, reference_types=kinds, writable=writable)
 
 
 USER_ATTRIBUTES = [
-    attr("userName", description="The employee number (the person's surrogate id when there is none).",
-         required=True, uniqueness="server"),
+    attr("userName", description="The employee number (the person's surrogate id when there is none). "
+         "Writable unless a source owns it.", required=True, uniqueness="server", writable=True),
     attr("name", "complex", "The person's name. `formatted` is authoritative; family and given names "
-         "are derived (Chinese order: the surname first, one character or a known compound surname).", sub=[
-             attr("formatted", description="The full name as the HR system records it."),
+         "are derived for Chinese names (the surname first, one character or a known compound surname).",
+         writable=True, sub=[
+             attr("formatted", description="The full name as the HR system records it (writable unless a "
+                  "source owns it).", writable=True),
              attr("familyName", description="Derived surname; omitted for names written with spaces."),
              attr("givenName", description="Derived given name; omitted for names written with spaces."),
          ]),
@@ -100,12 +106,13 @@ PARTY_ATTRIBUTES = [
 ]
 
 GROUP_ATTRIBUTES = [
-    attr("displayName", description="The party org's name.", required=True),
-    attr("members", "complex", "Persons with an active membership registered here.", multi=True, sub=[
-        attr("value", description="The User id.", case_exact=True),
-        _ref("$ref", "The User's URI.", ["User"]),
+    attr("displayName", description="The party org's name.", required=True, writable=True),
+    attr("members", "complex", "Persons with an active membership registered here. Adding a User registers "
+         "their membership here; removing one ends it (status transferred_out).", multi=True, writable=True, sub=[
+        attr("value", description="The User id.", case_exact=True, writable=True),
+        _ref("$ref", "The User's URI.", ["User"], writable=True),
         attr("display", description="The person's name."),
-        attr("type", description="Always `User`.", canonical=["User"]),
+        attr("type", description="Always `User`.", canonical=["User"], writable=True),
     ]),
 ]
 
@@ -153,13 +160,13 @@ def resource_type_resource(name: str, base: str) -> dict[str, Any]:
 
 
 def service_provider_config(base: str) -> dict[str, Any]:
-    """What the service supports, truthfully: reads with filter, sort and ETags; no writes at all
-    (patch and bulk unsupported; POST/PUT/DELETE refused too, which SCIM has no flag for — the
-    readOnly mutability of every attribute in /Schemas says it)."""
+    """What the service supports, truthfully: filter, sort, ETags (If-Match on writes too), PATCH;
+    POST/PUT/DELETE too (no flag in SCIM: the readWrite attributes in /Schemas say what can be
+    written). Bulk and changePassword are not supported."""
     return {
         "schemas": [SPC],
         "documentationUri": "https://github.com/dualline/dualline#scim",
-        "patch": {"supported": False},
+        "patch": {"supported": True},
         "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
         "filter": {"supported": True, "maxResults": MAX_RESULTS},
         "changePassword": {"supported": False},
@@ -167,7 +174,8 @@ def service_provider_config(base: str) -> dict[str, Any]:
         "etag": {"supported": True},
         "authenticationSchemes": [{
             "type": "oauthbearertoken", "name": "Bearer token",
-            "description": "Authorization: Bearer <token> from `dualline token create NAME --scope read`.",
+            "description": "Authorization: Bearer <token> from `dualline token create NAME --scope read` "
+                           "(writes: --scope write:scim).",
             "specUri": "https://www.rfc-editor.org/rfc/rfc6750", "primary": True,
         }],
         "meta": {"resourceType": "ServiceProviderConfig", "location": f"{base}/ServiceProviderConfig"},

@@ -1,4 +1,4 @@
-"""The `/scim/v2` endpoints: discovery, Users and Groups (read), list queries, refused writes.
+"""The `/scim/v2` endpoints: discovery, Users and Groups, list queries, and writes (web.scim.writes).
 
 Authentication and visibility are the API's (web.api.security): the same bearer tokens, scope
 `read`, subtree limits and masking. Errors of any kind leave as SCIM error bodies with
@@ -12,19 +12,19 @@ from typing import Any, NoReturn
 
 import orjson
 from flask import Blueprint, Response, current_app, g, request
-from sqlalchemy import func, select, true
+from sqlalchemy import and_, func, select, true
+from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from records.models import PartyOrg
+from records.models import PartyOrg, Person
 from web.api.errors import ApiError
 from web.api.security import Viewer, authenticate, db_session, require
 from web.scim import schema as sc
 from web.scim.filter import FilterError, parse_filter, parse_path
+from web.scim import writes as wr
 from web.scim.resources import GROUPS, USERS, ResourceKind, render_groups, render_users
 
 SCIM_JSON = "application/scim+json"
-READ_ONLY = ("the unified records are read-only over SCIM: they are owned by the sync; change them in the "
-             "source system (HR, party roster) or the dualline console")
 WRITES = ["POST", "PUT", "PATCH", "DELETE"]
 
 bp = Blueprint("scim", __name__, url_prefix="/scim/v2")
@@ -244,9 +244,11 @@ def project(resource: dict[str, Any], kind: ResourceKind, include: list[Spec], e
 
 
 def _visibility(kind: ResourceKind, viewer: Viewer, s: Any) -> Any:
+    """What the token sees, without the records a SCIM DELETE deactivated (SCIM answers 404)."""
     if kind is USERS:
-        return viewer.persons_filter(s)
-    return PartyOrg.code.in_(viewer.subtree(s)) if viewer.limited else true()
+        return and_(viewer.persons_filter(s), Person.scim_deleted_at.is_(None))
+    seen = PartyOrg.code.in_(viewer.subtree(s)) if viewer.limited else true()
+    return and_(seen, PartyOrg.scim_deleted_at.is_(None))
 
 
 def _render(kind: ResourceKind, s: Any, viewer: Viewer, rows: list[Any]) -> list[dict[str, Any]]:
@@ -310,10 +312,100 @@ def _get_one(kind: ResourceKind, record_id: str) -> Response:
     return response
 
 
-def _refuse_write() -> NoReturn:
-    if request.method == "PATCH":
-        scim_fail(501, "PATCH is not supported (ServiceProviderConfig: patch.supported=false); " + READ_ONLY)
-    scim_fail(400, READ_ONLY, "mutability")
+WRITABLE = {  # the readWrite attributes of /Schemas, as (extension or None, attribute)
+    "User": {(None, "username"), (None, "name"), (None, "externalid")},
+    "Group": {(None, "displayname"), (None, "externalid"), (None, "members")},
+}
+READ_ONLY_SUBS = {("name", "familyname"), ("name", "givenname"), ("members", "display")}
+
+
+def _check_patch_targets(kind: ResourceKind, operations: Any) -> None:
+    """A PATCH may only aim at readWrite attributes (RFC 7644 §3.5.2: else 400 mutability)."""
+    writable = WRITABLE[kind.name]
+    extensions = {urn.lower() for urn in kind.extensions}
+    for operation in operations if isinstance(operations, list) else []:
+        path = operation.get("path") if isinstance(operation, dict) else None
+        if isinstance(path, str) and path:
+            target = wr._target(path, kind.core, kind.extensions)
+            urn = target.urn.lower() if target.urn else None
+            if target.attr is None:
+                continue  # a whole extension: its keys are checked as the state is read
+            pair = (urn, target.attr.lower())
+            if pair not in writable or (target.sub and (target.attr.lower(), target.sub.lower()) in READ_ONLY_SUBS):
+                scim_fail(400, f"{path} is readOnly", "mutability")
+        elif isinstance(operation, dict) and isinstance(operation.get("value"), dict):
+            for key, value in operation["value"].items():
+                if key.lower() in extensions:
+                    bad = [k for k in (value or {}) if (key.lower(), k.lower()) not in writable]
+                elif key.lower() == "schemas":
+                    continue
+                else:
+                    bad = [key] if (None, key.lower()) not in writable else []
+                if bad:
+                    scim_fail(400, f"{bad[0]} is readOnly", "mutability")
+
+
+def _locked(kind: ResourceKind, s: Any, viewer: Viewer, record_id: str) -> Any:
+    row = None
+    if record_id.isdigit() and len(record_id) < 19:
+        row = s.scalar(select(kind.model).where(kind.model.id == int(record_id), _visibility(kind, viewer, s))
+                       .with_for_update())
+    if row is None:
+        scim_fail(404, f"{kind.name} {record_id} not found")
+    return row
+
+
+def _write_body() -> dict[str, Any]:
+    body = request.get_json(silent=True, force=True)
+    if not isinstance(body, dict):
+        scim_fail(400, "the body must be a JSON object", "invalidSyntax")
+    return body
+
+
+def _write(kind: ResourceKind, record_id: str | None) -> Response:
+    """POST, PUT, PATCH or DELETE (web.scim.writes), in one transaction."""
+    viewer = require("write:scim")
+    users = kind is USERS
+    method = request.method
+    body = _write_body() if method != "DELETE" else {}
+    with db_session() as s:
+        try:
+            with s.begin():
+                writer = wr.Writer(s, viewer)
+                if record_id is None:
+                    row = writer.create_user(wr.user_state(body)) if users else writer.create_group(wr.group_state(body))
+                else:
+                    row = _locked(kind, s, viewer, record_id)
+                    current = _render(kind, s, viewer, [row])[0]
+                    if request.if_match and not request.if_match.star_tag \
+                            and not request.if_match.contains_weak(current["meta"]["version"][3:-1]):
+                        scim_fail(412, "the resource changed since you read it (If-Match)")
+                    if method == "DELETE":
+                        writer.delete_user(row) if users else writer.delete_group(row)
+                    else:
+                        partial = method == "PATCH"
+                        if partial:
+                            if sc.PATCH_OP not in (body.get("schemas") or []):
+                                scim_fail(400, f"a PATCH body is a {sc.PATCH_OP}", "invalidSyntax")
+                            operations = body.get("Operations")
+                            _check_patch_targets(kind, operations)
+                            body = wr.apply_patch(current, operations, kind.core, kind.extensions)
+                        if users:
+                            writer.replace_user(row, wr.user_state(body), partial)
+                        else:
+                            writer.replace_group(row, wr.group_state(body), partial)
+                s.flush()
+                if method == "DELETE":
+                    return Response(status=204)
+                resource = _render(kind, s, viewer, [row])[0]
+        except wr.WriteError as exc:
+            scim_fail(exc.status, exc.detail, exc.scim_type)
+        except IntegrityError:
+            scim_fail(409, "the write conflicts with another record (a unique value is taken)", "uniqueness")
+    response = _body(resource, 201 if record_id is None else 200)
+    response.set_etag(resource["meta"]["version"][3:-1], weak=True)
+    response.headers["Location"] = resource["meta"]["location"]
+    return response
 
 
 def _search_params() -> dict[str, Any]:
@@ -326,7 +418,7 @@ def _search_params() -> dict[str, Any]:
 def _collection(kind: ResourceKind) -> Callable[[], Response]:
     def view() -> Response:
         if request.method == "POST":
-            _refuse_write()
+            return _write(kind, None)
         return _query(kind, request.args.to_dict())
     return view
 
@@ -339,8 +431,11 @@ def _search(kind: ResourceKind) -> Callable[[], Response]:
 
 def _item(kind: ResourceKind) -> Callable[[str], Response]:
     def view(record_id: str) -> Response:
+        if request.method in ("PUT", "PATCH", "DELETE"):
+            return _write(kind, record_id)
         if request.method not in ("GET", "HEAD"):
-            _refuse_write()
+            scim_fail(405, f"{request.method} is not allowed on a {kind.name}",
+                      headers={"Allow": "DELETE, GET, HEAD, PATCH, PUT"})
         return _get_one(kind, record_id)
     return view
 
@@ -358,7 +453,7 @@ def search_all() -> Response:
 
 @bp.route("/Bulk", methods=ALL)
 def bulk() -> Response:
-    scim_fail(501, "bulk is not supported (ServiceProviderConfig: bulk.supported=false); " + READ_ONLY)
+    scim_fail(501, "bulk is not supported (ServiceProviderConfig: bulk.supported=false)")
 
 
 @bp.route("/Me", methods=ALL)

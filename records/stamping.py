@@ -1,0 +1,102 @@
+"""The change feed's commit-time stamping of `seq` (imports no models, so records.models can
+load it without a cycle).
+
+Stamping (why: see records.models.Change). Every `INSERT INTO changes` marks its connection;
+when that connection COMMITs, an Engine-level `commit` listener runs, still inside the
+transaction and just before the COMMIT:
+
+    SELECT MIN(id), MAX(id) FROM changes WHERE <this transaction's> AND seq IS NULL
+    UPDATE change_feed_counter SET last_seq = last_seq + (max - min + 1) WHERE id = 1   -- the lock
+    SELECT last_seq FROM change_feed_counter WHERE id = 1
+    UPDATE changes SET seq = id + (last_seq - max) WHERE <this transaction's> AND seq IS NULL
+
+The counter's row lock is held from that UPDATE to the COMMIT, so transactions stamp one after
+the other, each after the previous one's rows became visible: a reader that sees `seq` N sees
+every `seq` below N that will ever exist. The stamping is two set-based statements whatever the
+size of the transaction (a full sync's 100 000 changes included), and the lock is held only for
+them. It works for every writer — ORM sessions, Core inserts, the sync's bulk executemany — on
+SQLite, PostgreSQL and MariaDB, because it hooks the commit, not the writers.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, event, text
+
+_PENDING_FLAG = "dualline_changes_pending"
+_ID_CHUNK = 5000
+_INSERTS_CHANGES = re.compile(r"\s*INSERT\s+INTO\s+[`\"]?changes[`\"]?\s*\(", re.IGNORECASE)
+
+
+# --- stamping ----------------------------------------------------------------------------------
+
+
+def _pending_rows(dialect: str) -> str:
+    if dialect == "postgresql":
+        return "txn = txid_current() AND seq IS NULL"
+    if dialect in ("mysql", "mariadb"):
+        return "txn = connection_id() AND seq IS NULL"
+    return "seq IS NULL"  # SQLite: one writer at a time, so every unstamped row is ours
+
+
+def stamp_changes(conn: Connection) -> int:
+    """Give this transaction's change rows their feed `seq`; returns how many were stamped.
+
+    Called by the commit listener; callable directly too (idempotent within a transaction)."""
+    pending = _pending_rows(conn.dialect.name)
+    innodb = conn.dialect.name in ("mysql", "mariadb")
+    ids: list[int] = []
+    if innodb:
+        # InnoDB's locking reads lock index gaps and the next record too: an UPDATE … WHERE over
+        # the index would wait for another transaction's uncommitted rows next to ours, while that
+        # one waits for the counter we hold (deadlock). A consistent (non-locking) read finds our
+        # rows; the UPDATEs below then lock exactly them, by primary key.
+        ids = list(conn.execute(text(f"SELECT id FROM changes WHERE {pending} ORDER BY id")).scalars())
+        low, high = (ids[0], ids[-1]) if ids else (None, None)
+    else:
+        low, high = conn.execute(text(f"SELECT MIN(id), MAX(id) FROM changes WHERE {pending}")).one()
+    if low is None:
+        return 0
+    conn.execute(text("UPDATE change_feed_counter SET last_seq = last_seq + :n WHERE id = 1"),
+                 {"n": high - low + 1})
+    lock = " FOR UPDATE" if conn.dialect.name in ("mysql", "mariadb") else ""
+    last = conn.execute(text(f"SELECT last_seq FROM change_feed_counter WHERE id = 1{lock}")).scalar()
+    if last is None:  # a database whose counter row is missing: begin it after the largest seq
+        top = conn.execute(text("SELECT COALESCE(MAX(seq), 0) FROM changes")).scalar_one()
+        last = top + high - low + 1
+        conn.execute(text("INSERT INTO change_feed_counter (id, last_seq) VALUES (1, :last)"), {"last": last})
+    if innodb:
+        for i in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[i : i + _ID_CHUNK]
+            # By primary key only (forced: on a small table the optimiser would scan, and lock,
+            # every row): unique lookups lock just the rows named, no gaps.
+            conn.execute(text("UPDATE changes FORCE INDEX (PRIMARY) SET seq = id + :offset WHERE id IN :ids")
+                         .bindparams(bindparam("ids", expanding=True)), {"offset": last - high, "ids": chunk})
+        return len(ids)
+    result = conn.execute(text(f"UPDATE changes SET seq = id + :offset WHERE {pending}"),
+                          {"offset": last - high})
+    return result.rowcount
+
+
+def _mark_change_inserts(conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any,
+                         executemany: bool) -> None:
+    if statement[:12].lstrip()[:6].upper() == "INSERT" and _INSERTS_CHANGES.match(statement):
+        conn.info[_PENDING_FLAG] = True
+
+
+def _stamp_before_commit(conn: Connection) -> None:
+    if conn.info.pop(_PENDING_FLAG, False):
+        stamp_changes(conn)
+
+
+def _forget_on_rollback(conn: Connection) -> None:
+    conn.info.pop(_PENDING_FLAG, None)
+
+
+# Class-level: every engine of the process, whoever made it.
+event.listen(Engine, "before_cursor_execute", _mark_change_inserts)
+event.listen(Engine, "commit", _stamp_before_commit)
+event.listen(Engine, "rollback", _forget_on_rollback)
+
+
