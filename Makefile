@@ -16,7 +16,8 @@ demo: $(BIN)/.installed
 	$(BIN)/dualline demo
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest
+	bash tests/web/browser/install_chromium.sh
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.sync_bench --staff 100000

@@ -326,7 +326,8 @@ class Change(Base):
     statement by records.stamping: `UPDATE change_feed_counter SET last_seq = last_seq + n` (that one
     row lock serialises the stamping only, so long syncs run side by side until their commit),
     then ONE set-based UPDATE gives the transaction's rows `seq` in `id` order. Numbers may have
-    gaps; they never go back.
+    gaps; they never go back. SQLite has one writer at a time, so there `seq` is simply the id
+    (set at INSERT by the sync's bulk writer, by the same COMMIT hook for every other writer).
 
     Writers do nothing for it: every INSERT INTO changes marks the connection, and an Engine-level
     `commit` listener (records.stamping, registered when this module is imported) stamps before the

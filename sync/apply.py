@@ -91,6 +91,11 @@ class Applier:
         self._any_overrides: dict[str, bool] = {}
         self._released: list[int] = []
         self._change_inserter = BulkInserter(self.conn, Change.__table__, _CHANGE_COLUMNS)
+        # SQLite numbers the feed by id (records.stamping): giving rows their id and `seq` here
+        # saves rewriting every change row at COMMIT (3 s and 100 MB at 100 000 staff).
+        self._seq_at_insert = self.conn.dialect.name == "sqlite"
+        if self._seq_at_insert:
+            self._numbered_change_inserter = BulkInserter(self.conn, Change.__table__, ("id", "seq", *_CHANGE_COLUMNS))
         self._changed_json = self._change_inserter.processor("changed")
         self._at = self._change_inserter.processor("at")(self.now)
         self._link_inserter = BulkInserter(self.conn, SourceLink.__table__, _LINK_COLUMNS)
@@ -477,7 +482,12 @@ class Applier:
 
     def _flush_changes(self) -> None:
         if self._changes:
-            self._change_inserter.insert_tuples(self._changes)
+            if self._seq_at_insert:
+                ids = allocate_ids(self.conn, Change.__table__, len(self._changes))
+                self._numbered_change_inserter.insert_tuples(
+                    [(i, i, *row) for i, row in zip(ids, self._changes)])
+            else:
+                self._change_inserter.insert_tuples(self._changes)
             self._changes = []
 
 
