@@ -70,6 +70,10 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("/orgs/<>/points", "GET"): READERS,
     ("/orgs/<>/dues.xlsx", "GET"): READERS,
     ("/orgs/<>/points", "GET"): READERS,
+    # organizational life: everyone reads; the officer who runs the branch's meetings enters them
+    ("/orgs/<>/activities", "GET"): READERS,
+    ("/orgs/<>/activities", "POST"): ACTORS,
+    ("/orgs/<>/activities/import", "POST"): ACTORS,
     ("/exports", "GET"): READERS,
     ("/exports/mismatches.xlsx", "GET"): READERS,
     ("/exports/mismatches.csv", "GET"): READERS,
@@ -287,7 +291,7 @@ def test_every_post_needs_the_csrf_token(app, cs: ConsoleSite, samples, pristine
 
 
 OUT_OF_SUBTREE_PAGES = ("/mismatches/<>", "/people/<>", "/orgs/<>", "/orgs/<>/indicators", "/orgs/<>/dues.xlsx",
-                        "/orgs/<>/points")
+                        "/orgs/<>/points", "/orgs/<>/activities")
 
 
 @pytest.mark.parametrize("page", OUT_OF_SUBTREE_PAGES)
