@@ -14,11 +14,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Select, exists, or_, select, text, true
+from sqlalchemy import ColumnElement, Select, exists, or_, select, true
 from sqlalchemy.orm import Session
 
 from records.crypto import mask_id_number, mask_mobile
 from records.models import Activity, Change, Membership, Mismatch, PartyOrg, Payroll, Performance, Person
+from records.queries import covered_unit_codes, subtree_codes
 
 
 # Entities the feed carries (web.api.schemas.FEED_ENTITIES documents the same list).
@@ -111,25 +112,22 @@ def last_stamped_seq(s: Session) -> int:
 # --- a window outside a request (webhooks) ---------------------------------------------------
 
 
-@dataclass
-class SubtreeWindow:
-    """The API's visibility rules (web.api.security) for a party-org subtree, or everything when
-    `party_org_code` is None; never sensitive. Used where there is no API token: webhooks."""
+class SubtreeRules:
+    """The visibility rules of a party-org subtree, or everything when `party_org_code` is None:
+    the API's tokens (web.api.security.Viewer) and webhooks (SubtreeWindow) share them. A class
+    using it provides `party_org_code`, `_subtree` and `_covered` (caches, None at first)."""
 
     party_org_code: str | None
-    sensitive: bool = False
-    _subtree: list[str] | None = field(default=None, repr=False)
-    _covered: list[str] | None = field(default=None, repr=False)
+    _subtree: list[str] | None
+    _covered: list[str] | None
 
     @property
     def limited(self) -> bool:
         return self.party_org_code is not None
 
     def subtree(self, s: Session) -> list[str]:
+        """Codes of the party orgs visible here (only meaningful when `limited`)."""
         if self._subtree is None:
-            # Imported here: records.models imports this module, and records.queries imports models.
-            from records.queries import subtree_codes
-
             self._subtree = subtree_codes(s, self.party_org_code or "")
         return self._subtree
 
@@ -137,6 +135,8 @@ class SubtreeWindow:
         if self._covered is None:
             self._covered = covered_unit_codes(s, self.subtree(s))
         return self._covered
+
+    # -- visibility conditions (SQL), `true()` when not limited ---------------------------------
 
     def persons_filter(self, s: Session) -> ColumnElement[bool]:
         if not self.limited:
@@ -158,19 +158,11 @@ class SubtreeWindow:
         return or_(Mismatch.party_org_code.in_(codes), Mismatch.other_party_org_code.in_(codes))
 
 
-def covered_unit_codes(s: Session, party_orgs: list[str]) -> list[str]:
-    """Org units covered by any of `party_orgs`: each covered unit, with its descendants where
-    the coverage says so (a `covers` entry covers the unit and all below it)."""
-    if not party_orgs:
-        return []
-    params = {f"p{i}": code for i, code in enumerate(party_orgs)}
-    names = ", ".join(f":{k}" for k in params)
-    rows = s.execute(text(f"""
-        WITH RECURSIVE cov(code, deep, depth) AS (
-            SELECT org_unit_code, include_descendants, 0 FROM coverage WHERE party_org_code IN ({names})
-            UNION ALL
-            SELECT u.code, cov.deep, cov.depth + 1 FROM org_units u JOIN cov ON u.parent_code = cov.code
-            WHERE cov.deep AND cov.depth < 32
-        ) SELECT DISTINCT code FROM cov
-    """), params)
-    return [r[0] for r in rows]
+@dataclass
+class SubtreeWindow(SubtreeRules):
+    """A feed window outside a request (webhooks): a subtree's rules, never sensitive."""
+
+    party_org_code: str | None
+    sensitive: bool = False
+    _subtree: list[str] | None = field(default=None, repr=False)
+    _covered: list[str] | None = field(default=None, repr=False)

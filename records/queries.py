@@ -31,3 +31,21 @@ def subtree_codes(s: Session, root: str) -> list[str]:
         ) SELECT DISTINCT code FROM sub
     """), {"root": root})
     return [r[0] for r in rows] or [root]
+
+
+def covered_unit_codes(s: Session, party_orgs: list[str]) -> list[str]:
+    """Org units covered by any of `party_orgs`: each covered unit, with its descendants where
+    the coverage says so (a `covers` entry covers the unit and all below it)."""
+    if not party_orgs:
+        return []
+    params = {f"p{i}": code for i, code in enumerate(party_orgs)}
+    names = ", ".join(f":{k}" for k in params)
+    rows = s.execute(text(f"""
+        WITH RECURSIVE cov(code, deep, depth) AS (
+            SELECT org_unit_code, include_descendants, 0 FROM coverage WHERE party_org_code IN ({names})
+            UNION ALL
+            SELECT u.code, cov.deep, cov.depth + 1 FROM org_units u JOIN cov ON u.parent_code = cov.code
+            WHERE cov.deep AND cov.depth < 32
+        ) SELECT DISTINCT code FROM cov
+    """), params)
+    return [r[0] for r in rows]

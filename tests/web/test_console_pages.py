@@ -20,7 +20,7 @@ from records.models import (
 from records.queries import mismatch_state_filter, subtree_codes
 from tests.sync.conftest import Site, make_site
 from web import create_app
-from web.api.security import covered_unit_codes
+from records.queries import covered_unit_codes
 from web.auth import hash_password
 
 OFFICER_ROOT = "P1001"  # a company committee of the generated enterprise (seed 29)

@@ -413,7 +413,7 @@ def test_search_via_post(scim, people) -> None:
 
 
 def test_subtree_token_sees_only_its_subtree(scim, site: Site, subtree_root: str) -> None:
-    from web.api.security import covered_unit_codes
+    from records.queries import covered_unit_codes
     from records.queries import subtree_codes
 
     with _session(site) as s:

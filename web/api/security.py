@@ -25,13 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app, g, request
-from sqlalchemy import ColumnElement, exists, or_, select, text, true, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from records.db import session_factory
-from records.models import ApiToken, Membership, Mismatch, Person, utcnow
+from records.models import ApiToken, utcnow
 from web.api.errors import fail
-from records.queries import subtree_codes  # the officers' subtree, shared so both agree
+from records.feed import SubtreeRules
+from records.queries import subtree_codes  # shared, so console, API and webhooks agree
 from web.tokens import effective_scopes, hash_token
 
 REALM = 'Bearer realm="dualline"'
@@ -53,8 +54,9 @@ def db_session() -> Session:
 
 
 @dataclass
-class Viewer:
-    """The authenticated token of this request, and its window onto the records."""
+class Viewer(SubtreeRules):
+    """The authenticated token of this request, and its window onto the records (the subtree
+    rules are records.feed.SubtreeRules, shared with webhooks)."""
 
     token_id: int
     name: str
@@ -70,60 +72,6 @@ class Viewer:
     @property
     def sensitive(self) -> bool:
         return "read:sensitive" in self.scopes
-
-    @property
-    def limited(self) -> bool:
-        return self.party_org_code is not None
-
-    def subtree(self, s: Session) -> list[str]:
-        """Codes of the party orgs this token sees (only meaningful when `limited`)."""
-        if self._subtree is None:
-            self._subtree = subtree_codes(s, self.party_org_code or "")
-        return self._subtree
-
-    def covered_units(self, s: Session) -> list[str]:
-        if self._covered is None:
-            self._covered = covered_unit_codes(s, self.subtree(s))
-        return self._covered
-
-    # -- visibility conditions (SQL), `true()` for unlimited tokens ------------------------------
-
-    def persons_filter(self, s: Session) -> ColumnElement[bool]:
-        if not self.limited:
-            return true()
-        registered = exists().where(Membership.person_id == Person.id,
-                                    Membership.party_org_code.in_(self.subtree(s)))
-        return or_(registered, Person.org_unit_code.in_(self.covered_units(s)))
-
-    def visible_person_ids(self, s: Session):
-        return select(Person.id).where(self.persons_filter(s))
-
-    def memberships_filter(self, s: Session) -> ColumnElement[bool]:
-        return true() if not self.limited else Membership.party_org_code.in_(self.subtree(s))
-
-    def mismatches_filter(self, s: Session) -> ColumnElement[bool]:
-        if not self.limited:
-            return true()
-        codes = self.subtree(s)
-        return or_(Mismatch.party_org_code.in_(codes), Mismatch.other_party_org_code.in_(codes))
-
-
-def covered_unit_codes(s: Session, party_orgs: list[str]) -> list[str]:
-    """Org units covered by any of `party_orgs`: each covered unit, with its descendants where
-    the coverage says so (DESIGN: a `covers` entry covers the unit and all below it)."""
-    if not party_orgs:
-        return []
-    params = {f"p{i}": code for i, code in enumerate(party_orgs)}
-    names = ", ".join(f":{k}" for k in params)
-    rows = s.execute(text(f"""
-        WITH RECURSIVE cov(code, deep, depth) AS (
-            SELECT org_unit_code, include_descendants, 0 FROM coverage WHERE party_org_code IN ({names})
-            UNION ALL
-            SELECT u.code, cov.deep, cov.depth + 1 FROM org_units u JOIN cov ON u.parent_code = cov.code
-            WHERE cov.deep AND cov.depth < 32
-        ) SELECT DISTINCT code FROM cov
-    """), params)
-    return [r[0] for r in rows]
 
 
 # --- rate limiting -----------------------------------------------------------------------------

@@ -15,7 +15,6 @@ the CSRF token and is written to the audit log (who, whose, why).
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from typing import Any
 
 from flask import abort, current_app, g, make_response, render_template, request
@@ -26,7 +25,7 @@ from mappings import codes
 from records.models import (
     AuditLog, Change, Membership, Mismatch, OrgUnit, PartyOrg, Performance, Person, SourceLink,
 )
-from web.api.security import covered_unit_codes
+from records.queries import covered_unit_codes
 from web.auth import db_session
 from web.console import bp
 from web.console.access import READERS, roles, visible_org_codes
@@ -44,19 +43,9 @@ def can_see_sensitive() -> bool:
     return g.user.role in SENSITIVE_ROLES
 
 
-@functools.cache
-def _labels(table: codes.CodeTable) -> dict[str, str]:
-    """Canonical code → its first Chinese spelling in the code table (the national name)."""
-    labels: dict[str, str] = {}
-    for spelling, value in table._exact.items():  # read-only use of the table's own spellings
-        if isinstance(value, str) and not spelling.isascii():
-            labels.setdefault(value, spelling)
-    return labels
-
-
 def code_label(field: str, value: Any) -> str | None:
     table = CODED_FIELDS.get(field)
-    return _labels(table).get(value) if table is not None and value is not None else None
+    return table.display_name(value) if table is not None and value is not None else None
 
 
 def persons_scope(s: Session) -> ColumnElement[bool]:
