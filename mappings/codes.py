@@ -42,6 +42,7 @@ class CodeTable:
         self._exact: dict[str, Any] = {}
         self._folded: dict[str, Any] = {}
         self._canonical: set[Any] = set()
+        self._display: dict[Any, str] | None = None  # built on first display_name()
         for spelling, value in spellings.items():
             self._add(str(spelling), value)
         for value in list(self._canonical):
@@ -62,6 +63,16 @@ class CodeTable:
     def values(self) -> frozenset[Any]:
         """The canonical values this table produces."""
         return frozenset(self._canonical)
+
+    def display_name(self, value: Any) -> str | None:
+        """The canonical value's first Chinese spelling in the table (the national name), for
+        showing a code to people; None when the table has none."""
+        if self._display is None:
+            self._display = {}
+            for spelling, canonical in self._exact.items():
+                if isinstance(canonical, str) and not spelling.isascii():
+                    self._display.setdefault(canonical, spelling)
+        return self._display.get(value)
 
     def get(self, value: Any, default: Any = None) -> Any:
         """The canonical value for `value`, or `default` when the spelling is unknown."""

@@ -13,7 +13,6 @@ and changes nothing).
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -181,20 +180,10 @@ def _load_visible(s: Session, mismatch_id: int) -> Mismatch:
     return m
 
 
-@functools.cache
-def _code_names(table: codes.CodeTable) -> dict[str, str]:
-    """Canonical code → its first Chinese spelling in the code table (the national name)."""
-    names: dict[str, str] = {}
-    for spelling, value in table._exact.items():  # read-only use of the table's own spellings
-        if isinstance(value, str) and not spelling.isascii():
-            names.setdefault(value, spelling)
-    return names
-
-
 def code_name(table: codes.CodeTable, value: Any) -> str:
     if value is None or value == "":
         return "—"
-    name = _code_names(table).get(value)
+    name = table.display_name(value)
     return f"{name} ({value})" if name else str(value)
 
 
