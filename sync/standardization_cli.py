@@ -25,7 +25,7 @@ from records.models import PartyOrg, Person
 from sync.dues import DuesPolicy, build_dues_sheet, parse_month
 from sync.points import PointsSettings, add_entry, ranking
 from sync.rules.engine import RuleSet
-from sync.transfers import LETTER_LABELS, letter_data, list_transfers
+from sync.transfers import LETTER_LABELS, TransferError, cancel, letter_data, list_transfers, receive
 
 EXIT_USAGE = 2
 
@@ -113,6 +113,39 @@ def transfers_letter_command(transfer_id: int, as_json: bool, reveal: bool) -> N
     click.echo("中国共产党党员组织关系介绍信")
     for key, label in LETTER_LABELS.items():
         click.echo(f"{label}: {'' if data[key] is None else data[key]}")
+
+
+@transfers_group.command("receive")
+@click.argument("transfer_id", type=int)
+@click.option("--on", "received_on", default=None, help="The receipt's date, YYYY-MM-DD (default today).")
+def transfers_receive_command(transfer_id: int, received_on: str | None) -> None:
+    """Record the receipt (回执) of an issued transfer (audited, actor `cli`)."""
+    day = None
+    if received_on:
+        try:
+            day = dt.date.fromisoformat(received_on)
+        except ValueError:
+            _fail(f"--on: not a date (YYYY-MM-DD): '{received_on}'")
+    with session_factory(_runtime().engine)() as session, session.begin():
+        try:
+            t = receive(session, transfer_id, "cli", day)
+        except TransferError as exc:
+            _fail(exc.message)
+        done = t.received_on.isoformat()
+    click.echo(f"transfer {transfer_id} received on {done}")
+
+
+@transfers_group.command("cancel")
+@click.argument("transfer_id", type=int)
+@click.option("--reason", required=True, help="Why the letter is withdrawn.")
+def transfers_cancel_command(transfer_id: int, reason: str) -> None:
+    """Cancel (作废) an issued transfer (audited, actor `cli`)."""
+    with session_factory(_runtime().engine)() as session, session.begin():
+        try:
+            cancel(session, transfer_id, "cli", reason)
+        except TransferError as exc:
+            _fail(exc.message)
+    click.echo(f"transfer {transfer_id} cancelled")
 
 
 # --- points ---------------------------------------------------------------------------------------

@@ -10,6 +10,11 @@ ID numbers on the letter are masked (`110105********1234`) unless the caller may
 data (`reveal=True`: an operator's flag on the CLI, `read:sensitive` elsewhere) — the printed
 letter then carries the full number, decrypted only for that one letter.
 
+Receipt and cancellation: `receive` (issued → received, the receipt's date, not before the letter
+was issued) and `cancel` (issued → cancelled, a reason required); both leave an AuditLog row
+(`transfer.receive` / `transfer.cancel`). A received or cancelled transfer is no longer watched
+by `transfer_stale` (it looks at issued ones only).
+
 Letter numbers: `next_letter_no` gives `<year>第<NNNN>号` (4 digits, counted per issuing year
 over all transfers) for callers that do not bring their own number.
 """
@@ -24,7 +29,7 @@ from sqlalchemy.orm import Session, aliased
 
 from mappings.codes import _ETHNIC_NAMES
 from records.crypto import FieldCipher
-from records.models import PartyOrg, Person, Transfer
+from records.models import AuditLog, PartyOrg, Person, Transfer, utcnow
 
 DEFAULT_VALIDITY_MONTHS = 3  # reference/party-rules.md; `rules.transfer_stale.validity_months`
 GENDER_LABELS = {"1": "男", "2": "女"}
@@ -126,14 +131,18 @@ def _letter(t: Transfer, p: Person, from_name: str | None, to_name: str | None,
 
 
 def list_transfers(session: Session, *, status: str | None = None,
-                   party_org_codes: list[str] | None = None) -> list[Letter]:
-    """Transfers (newest first), optionally of one status and touching some party orgs."""
+                   party_org_codes: list[str] | None = None, limit: int | None = None,
+                   offset: int = 0) -> list[Letter]:
+    """Transfers (newest first), optionally of one status and touching some party orgs; `limit`
+    and `offset` page through them."""
     q = _query().order_by(Transfer.issued_on.desc(), Transfer.id.desc())
     if status:
         q = q.where(Transfer.status == status)
     if party_org_codes is not None:
         q = q.where(Transfer.from_party_org_code.in_(party_org_codes)
                     | Transfer.to_party_org_code.in_(party_org_codes))
+    if limit is not None:
+        q = q.limit(limit).offset(offset)
     return [_letter(t, p, fn, tn, None, False) for t, p, fn, tn in session.execute(q)]
 
 
@@ -144,3 +153,86 @@ def letter_data(session: Session, transfer_id: int, *, cipher: FieldCipher | Non
     if row is None:
         raise LookupError(f"no transfer {transfer_id}")
     return _letter(*row, cipher, reveal)
+
+
+REASON_MAX = 2000
+
+
+class TransferError(Exception):
+    """A receipt or cancellation that cannot be taken: `code` for translated messages
+    (not_found | not_issued | before_issued | reason_required | reason_too_long)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _issued(session: Session, transfer_id: int) -> Transfer:
+    t = session.scalars(select(Transfer).where(Transfer.id == transfer_id).with_for_update()).one_or_none()
+    if t is None:
+        raise TransferError("not_found", f"no transfer {transfer_id}")
+    if t.status != "issued":
+        label = STATUS_LABELS.get(t.status, t.status)
+        raise TransferError("not_issued", f"transfer {transfer_id} is {t.status} ({label}): only an issued one can change")
+    return t
+
+
+def _details(t: Transfer) -> dict[str, Any]:
+    return {"person_id": t.person_id, "letter_no": t.letter_no, "kind": t.kind,
+            "from_party_org_code": t.from_party_org_code, "to_party_org_code": t.to_party_org_code,
+            "issued_on": t.issued_on.isoformat()}
+
+
+def receive(session: Session, transfer_id: int, actor: str, received_on: dt.date | None = None) -> Transfer:
+    """The receipt came back: issued → received on `received_on` (default today), audited.
+
+    Inside the caller's transaction (it commits). TransferError when there is no such transfer,
+    it is not issued (received or cancelled already), or the date lies before the letter's."""
+    t = _issued(session, transfer_id)
+    day = received_on or dt.date.today()
+    if day < t.issued_on:
+        raise TransferError("before_issued",
+                            f"the receipt date {day.isoformat()} is before the letter was issued ({t.issued_on.isoformat()})")
+    t.status, t.received_on = "received", day
+    session.add(AuditLog(actor=actor, action="transfer.receive", target_type="transfer", target_id=str(t.id),
+                         at=utcnow(), details=_details(t) | {"received_on": day.isoformat(),
+                                                              "status": ["issued", "received"]}))
+    session.flush()
+    return t
+
+
+def cancel(session: Session, transfer_id: int, actor: str, reason: str) -> Transfer:
+    """The letter is withdrawn: issued → cancelled, with a reason (required), audited.
+
+    Inside the caller's transaction (it commits). TransferError as for `receive`, and when the
+    reason is missing or too long. The membership is left as it is (a move back is a new decision)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise TransferError("reason_required", "a reason is required")
+    if len(reason) > REASON_MAX:
+        raise TransferError("reason_too_long", f"the reason is longer than {REASON_MAX} characters")
+    t = _issued(session, transfer_id)
+    t.status = "cancelled"
+    session.add(AuditLog(actor=actor, action="transfer.cancel", target_type="transfer", target_id=str(t.id),
+                         at=utcnow(), details=_details(t) | {"reason": reason, "status": ["issued", "cancelled"]}))
+    session.flush()
+    return t
+
+
+def party_orgs_of(session: Session, transfer_id: int) -> tuple[str | None, str | None] | None:
+    """(from, to) party-org codes of a transfer, or None when there is none (for scope checks)."""
+    row = session.execute(select(Transfer.from_party_org_code, Transfer.to_party_org_code)
+                          .where(Transfer.id == transfer_id)).first()
+    return None if row is None else (row[0], row[1])
+
+
+def count_transfers(session: Session, *, status: str | None = None,
+                    party_org_codes: list[str] | None = None) -> int:
+    q = select(func.count(Transfer.id))
+    if status:
+        q = q.where(Transfer.status == status)
+    if party_org_codes is not None:
+        q = q.where(Transfer.from_party_org_code.in_(party_org_codes)
+                    | Transfer.to_party_org_code.in_(party_org_codes))
+    return session.scalar(q) or 0

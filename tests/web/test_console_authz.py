@@ -12,6 +12,7 @@ before and after is the same). Every POST without the CSRF token → 400.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import re
 import shutil
@@ -23,7 +24,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import select
 
-from records.models import ApiToken, Mismatch, OrgUnit, Person, SyncRun, User, Webhook
+from records.models import ApiToken, Membership, Mismatch, OrgUnit, PartyOrg, Person, SyncRun, Transfer, User, Webhook
 from records.queries import mismatch_state_filter
 from tests.web.console_sites import ConsoleSite, build_console_site, fingerprint, login, make_app
 
@@ -79,6 +80,12 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("/exports/mismatches.csv", "GET"): READERS,
     ("/exports/transfers.xlsx", "GET"): READERS,
     ("/exports/transfers.csv", "GET"): READERS,
+    # membership transfers: everyone reads (officers those touching their subtree); the officers
+    # who issue the letters record the receipt or cancel one
+    ("/transfers", "GET"): READERS,
+    ("/transfers/<>", "GET"): READERS,
+    ("/transfers/<>/receive", "POST"): ACTORS,
+    ("/transfers/<>/cancel", "POST"): ACTORS,
     ("/audit", "GET"): OVERSEERS,
     ("/users", "GET"): ADMIN,
     ("/users", "POST"): ADMIN,
@@ -120,11 +127,26 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Console
         # receiver is a closed local port: a ping fails at once)
         s.add(ApiToken(name="authz-token", token_hash="0" * 64, prefix="dl_authz", scopes=["read"]))
         s.add(Webhook(name="authz-hook", url="http://127.0.0.1:9/hook", events=["changes"]))
+        # one issued transfer inside the officer's subtree and one outside it
+        for codes, letter_no in ((console_site.officer_codes, "authz-in"), (console_site.other_codes, "authz-out")):
+            s.add(_transfer(s, codes, letter_no))
     console_site.engine.dispose()
     pristine_copy = folder / "pristine.db"
     shutil.copyfile(db_file, pristine_copy)
     yield console_site, db_file, pristine_copy
     console_site.engine.dispose()
+
+
+def _transfer(s, codes: list[str], letter_no: str) -> Transfer:  # noqa: ANN001 - a Session
+    """An issued transfer of a member registered in `codes` to another branch of `codes`."""
+    branches = list(s.scalars(select(PartyOrg.code).where(
+        PartyOrg.code.in_(codes), PartyOrg.kind == "branch", PartyOrg.active.is_(True)).order_by(PartyOrg.code)))
+    m = s.scalars(select(Membership).where(Membership.party_org_code.in_(branches), Membership.active.is_(True))
+                  .order_by(Membership.id)).first()
+    to = next(b for b in branches if b != m.party_org_code)
+    return Transfer(person_id=m.person_id, membership_id=m.id, kind="internal", from_party_org_code=m.party_org_code,
+                    to_party_org_code=to, category=m.category, letter_no=letter_no, issued_on=dt.date(2025, 3, 1),
+                    valid_until=dt.date(2025, 5, 30), status="issued", created_by="authz")
 
 
 @pytest.fixture(scope="module")
@@ -162,11 +184,14 @@ def samples(cs: ConsoleSite) -> dict[str, Any]:
         user_id = s.scalar(select(User.id).where(User.username == "officer_b"))
         token_id = s.scalar(select(ApiToken.id).where(ApiToken.name == "authz-token"))
         webhook_id = s.scalar(select(Webhook.id).where(Webhook.name == "authz-hook"))
+        transfers = dict(s.execute(select(Transfer.letter_no, Transfer.id).where(
+            Transfer.letter_no.in_(("authz-in", "authz-out")))).all())
         return {"mismatch": inside.id, "mismatch_out": outside.id,
                 "person": inside.subject_id, "person_out": outside.subject_id,
                 "org": inside.party_org_code, "org_out": outside.party_org_code,
                 "run": runs[-1], "unit": unit, "user": user_id,
-                "token": token_id, "webhook": webhook_id}
+                "token": token_id, "webhook": webhook_id,
+                "transfer": transfers["authz-in"], "transfer_out": transfers["authz-out"]}
 
 
 def fill(rule: str, samples: dict[str, Any], outside: bool = False) -> str:
@@ -193,6 +218,8 @@ def fill(rule: str, samples: dict[str, Any], outside: bool = False) -> str:
             return str(samples["token"])
         if rule.startswith("/webhooks/"):
             return str(samples["webhook"])
+        if rule.startswith("/transfers/"):
+            return str(samples["transfer" + suffix])
         raise AssertionError(f"no sample value for <{name}> in {rule}: teach fill() about it")
 
     return re.sub(r"<([^>]*)>", value, rule)
@@ -291,7 +318,7 @@ def test_every_post_needs_the_csrf_token(app, cs: ConsoleSite, samples, pristine
 
 
 OUT_OF_SUBTREE_PAGES = ("/mismatches/<>", "/people/<>", "/orgs/<>", "/orgs/<>/indicators", "/orgs/<>/dues.xlsx",
-                        "/orgs/<>/points", "/orgs/<>/activities")
+                        "/orgs/<>/points", "/orgs/<>/activities", "/transfers/<>")
 
 
 @pytest.mark.parametrize("page", OUT_OF_SUBTREE_PAGES)

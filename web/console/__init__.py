@@ -25,7 +25,7 @@ def _helpers() -> dict[str, Any]:
 
 
 # The page modules register their routes on `bp` when imported.
-from web.console import login, mismatches, dashboard, people, orgs, exports, admin, indicators, progress, coverage, runs, tokens, webhooks, activities  # noqa: E402,F401
+from web.console import login, mismatches, dashboard, people, orgs, exports, admin, indicators, progress, coverage, runs, tokens, webhooks, activities, transfers  # noqa: E402,F401
 
 
 def init_app(app: Flask) -> None:
