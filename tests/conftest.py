@@ -83,3 +83,20 @@ def db_engine(sqlite_url: str):
     upgrade(engine)
     yield engine
     engine.dispose()
+
+
+def app_for(runtime, **config):  # noqa: ANN001, ANN201 - a Runtime in, a Flask app out
+    """The app factory over an existing runtime (its config and database), as every web test
+    needs it; `config` adds Flask settings (e.g. API_RATE_LIMIT_PER_SECOND=0)."""
+    from web import create_app
+
+    app = create_app(test_config={"DUALLINE_CONFIG_OBJECT": runtime.config, "TESTING": True, **config})
+    app.extensions["dualline"].set_runtime(runtime)
+    return app
+
+
+def csrf_token_in(html: str) -> str:
+    """The CSRF token a console page's form carries."""
+    import re
+
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)

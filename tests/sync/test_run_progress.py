@@ -14,7 +14,7 @@ from sync.config import load_config
 from sync.engine import SyncEngine
 from sync.progress import current_progress
 from sync.runtime import Runtime
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, csrf_token_in
 
 
 def test_progress_is_visible_while_the_run_goes_on(tmp_path: Path, any_db_url: str) -> None:
@@ -56,7 +56,6 @@ def test_progress_is_visible_while_the_run_goes_on(tmp_path: Path, any_db_url: s
 
 
 def test_console_serves_progress_json_to_readers_only(tmp_path: Path, sqlite_url: str) -> None:
-    import re
 
     from records.models import User
     from web import create_app
@@ -75,7 +74,7 @@ def test_console_serves_progress_json_to_readers_only(tmp_path: Path, sqlite_url
     client = app.test_client()
     assert client.get("/runs/1/progress.json").status_code == 302  # log in first
     page = client.get("/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    token = csrf_token_in(page)
     client.post("/login", data={"username": "admin", "password": "admin-pass-1", "csrf_token": token})
     answer = client.get("/runs/1/progress.json")
     assert answer.status_code == 200 and answer.headers["Cache-Control"] == "no-store"

@@ -22,7 +22,7 @@ from records.models import PartyOrg, Webhook, WebhookDelivery, utcnow
 from sync.webhooks import (
     BACKOFF_CAP_SECONDS, Deliverer, backoff_seconds, create_webhook, feed_entities, verify_signature,
 )
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, app_for
 from tests.sync.conftest import Site, make_site
 
 SECRET = "receiver-shared-secret-0123"
@@ -115,12 +115,9 @@ def _feed_seqs(site: Site, window: SubtreeWindow, entities: list[str]) -> list[i
 
 
 def _api_feed(site: Site, org: str | None) -> list[dict[str, Any]]:
-    from web import create_app
     from web.tokens import create_token
 
-    app = create_app(test_config={"DUALLINE_CONFIG_OBJECT": site.runtime.config, "TESTING": True,
-                                  "API_RATE_LIMIT_PER_SECOND": 0})
-    app.extensions["dualline"].set_runtime(site.runtime)
+    app = app_for(site.runtime, API_RATE_LIMIT_PER_SECOND=0)
     with session_factory(site.runtime.engine)() as s, s.begin():
         secret = create_token(s, f"feed-{org or 'all'}", ["read"], org).secret
     items, after, client = [], 0, app.test_client()

@@ -4,7 +4,6 @@ the data a refused request must leave untouched.
 """
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,8 @@ from records.models import (
 )
 from records.queries import mismatch_state_filter, subtree_codes
 from tests.sync.conftest import Site, make_site
-from web import create_app
 from web.auth import hash_password
+from tests.conftest import app_for, csrf_token_in
 
 PASSWORDS = {"admin": "admin-pass-1", "officer": "officer-pass-1", "auditor": "auditor-pass-1",
              "officer_b": "officer-b-pass-1"}
@@ -123,15 +122,13 @@ def build_console_site(folder: Path, db_url: str, staff: int = 400, seed: int = 
 
 def make_app(console_site: ConsoleSite) -> Flask:
     runtime = console_site.site.runtime
-    app = create_app(test_config={"DUALLINE_CONFIG_OBJECT": runtime.config, "TESTING": True})
-    app.extensions["dualline"].set_runtime(runtime)
-    return app
+    return app_for(runtime)
 
 
 def login(client: FlaskClient, username: str) -> str:
     """Log `username` in through the form; returns the session's CSRF token for later POSTs."""
     page = client.get("/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    token = csrf_token_in(page)
     response = client.post("/login", data={"username": username, "password": PASSWORDS[username],
                                            "csrf_token": token})
     assert response.status_code == 302, f"log-in as {username} failed: {response.status_code}"

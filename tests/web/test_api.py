@@ -18,8 +18,8 @@ from sqlalchemy import func, select
 from records.db import session_factory
 from records.models import AuditLog, Change, Coverage, Membership, Mismatch, OrgUnit, PartyOrg, Person
 from tests.sync.conftest import Site, make_site
-from web import create_app
 from web.tokens import create_token, revoke_token
+from tests.conftest import app_for
 
 LISTS = ["/api/v1/persons", "/api/v1/org-units", "/api/v1/party-orgs", "/api/v1/memberships",
          "/api/v1/performance", "/api/v1/mismatches", "/api/v1/runs"]
@@ -65,10 +65,7 @@ def tokens(site: Site, subtree_root: str) -> dict[str, str]:
 
 
 def _make_app(site: Site, **config: Any):
-    app = create_app(test_config={"DUALLINE_CONFIG_OBJECT": site.runtime.config, "TESTING": True,
-                                  "API_RATE_LIMIT_PER_SECOND": 0, **config})
-    app.extensions["dualline"].set_runtime(site.runtime)
-    return app
+    return app_for(site.runtime, **{"API_RATE_LIMIT_PER_SECOND": 0, **config})
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from sync.config import parse_config  # noqa: E402
 from tests.sync.conftest import Site, make_site  # noqa: E402
 from web import create_app  # noqa: E402
 from web.tokens import create_token  # noqa: E402
+from tests.conftest import app_for
 
 SCOPES = {"read": ["read"], "sensitive": ["read", "read:sensitive"], "writer": ["write:resolutions"]}
 
@@ -33,9 +34,7 @@ def api_app(tmp_path_factory: pytest.TempPathFactory):
     folder: Path = tmp_path_factory.mktemp("schemathesis")
     site: Site = make_site(folder / "src", f"sqlite:///{folder / 'st.db'}", staff=300, seed=41)
     assert site.sync().status == "succeeded"
-    app = create_app(test_config={"DUALLINE_CONFIG_OBJECT": site.runtime.config, "TESTING": True,
-                                  "API_RATE_LIMIT_PER_SECOND": 0})
-    app.extensions["dualline"].set_runtime(site.runtime)
+    app = app_for(site.runtime, API_RATE_LIMIT_PER_SECOND=0)
     with session_factory(site.runtime.engine)() as s, s.begin():
         app.config["SCHEMATHESIS_TOKENS"] = {name: create_token(s, f"st-{name}", scopes).secret
                                              for name, scopes in SCOPES.items()}

@@ -1,7 +1,6 @@
 """The console (flaskr-style fixtures): login with CSRF, the mismatch queue, escaping, scope."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -10,8 +9,8 @@ from sqlalchemy import update
 from records.db import session_factory
 from records.models import Mismatch, PartyOrg, User
 from tests.sync.conftest import Site, make_site
-from web import create_app
 from web.auth import hash_password
+from tests.conftest import app_for, csrf_token_in
 
 
 @pytest.fixture
@@ -28,9 +27,7 @@ def site(tmp_path: Path, sqlite_url: str) -> Site:
 
 @pytest.fixture
 def app(site: Site):
-    app = create_app(test_config={"DUALLINE_CONFIG_OBJECT": site.runtime.config, "TESTING": True})
-    app.extensions["dualline"].set_runtime(site.runtime)
-    return app
+    return app_for(site.runtime)
 
 
 @pytest.fixture
@@ -44,7 +41,7 @@ class AuthActions:
 
     def login(self, username: str = "admin", password: str = "admin-pass-1"):
         page = self._client.get("/login").get_data(as_text=True)
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        token = csrf_token_in(page)
         return self._client.post("/login", data={"username": username, "password": password, "csrf_token": token})
 
 

@@ -13,8 +13,8 @@ from records.db import session_factory
 from records.models import AuditLog, Membership, Mismatch, PartyOrg, Person, Transfer, User
 from records.queries import subtree_codes
 from tests.sync.conftest import Site, make_site
-from web import create_app
 from web.auth import hash_password
+from tests.conftest import app_for, csrf_token_in
 
 PASSWORDS = {"admin": "admin-pass-1", "officer": "officer-pass-1", "auditor": "auditor-pass-1"}
 
@@ -43,8 +43,7 @@ def site(synced: Path, tmp_path: Path) -> Site:
 
 @pytest.fixture
 def client(site: Site):
-    app = create_app(test_config={"DUALLINE_CONFIG_OBJECT": site.runtime.config, "TESTING": True})
-    app.extensions["dualline"].set_runtime(site.runtime)
+    app = app_for(site.runtime)
     return app.test_client()
 
 
@@ -54,7 +53,7 @@ def _session(site: Site):
 
 def _login(client, username: str) -> None:
     page = client.get("/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    token = csrf_token_in(page)
     response = client.post("/login", data={"username": username, "password": PASSWORDS[username], "csrf_token": token})
     assert response.status_code == 302
 

@@ -19,9 +19,9 @@ from records.models import (
 )
 from records.queries import mismatch_state_filter, subtree_codes
 from tests.sync.conftest import Site, make_site
-from web import create_app
 from records.queries import covered_unit_codes
 from web.auth import hash_password
+from tests.conftest import app_for, csrf_token_in
 
 OFFICER_ROOT = "P1001"  # a company committee of the generated enterprise (seed 29)
 
@@ -45,9 +45,7 @@ def synced(tmp_path_factory) -> Site:
 
 
 def _app(site: Site, **config):
-    app = create_app(test_config={"DUALLINE_CONFIG_OBJECT": site.runtime.config, "TESTING": True, **config})
-    app.extensions["dualline"].set_runtime(site.runtime)
-    return app
+    return app_for(site.runtime, **config)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +55,7 @@ def app(synced: Site):
 
 def _token(client) -> str:
     page = client.get("/login").get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    return csrf_token_in(page)
 
 
 def login(client, username: str, password: str | None = None, **kwargs):

@@ -16,9 +16,9 @@ from records.db import session_factory
 from records.models import ApiToken, AuditLog, PartyOrg, User, Webhook, WebhookDelivery
 from sync.webhooks import verify_signature
 from tests.sync.conftest import Site, make_site
-from web import create_app
 from web.auth import hash_password
 from web.tokens import hash_token
+from tests.conftest import app_for, csrf_token_in
 
 PASSWORDS = {"admin": "admin-pass-1", "officer": "officer-pass-1", "auditor": "auditor-pass-1"}
 
@@ -37,13 +37,11 @@ def site(tmp_path: Path, sqlite_url: str) -> Site:
 
 @pytest.fixture
 def app(site: Site):
-    app = create_app(test_config={"DUALLINE_CONFIG_OBJECT": site.runtime.config, "TESTING": True})
-    app.extensions["dualline"].set_runtime(site.runtime)
-    return app
+    return app_for(site.runtime)
 
 
 def _csrf(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    return csrf_token_in(html)
 
 
 def _login(app, role: str):

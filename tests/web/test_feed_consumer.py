@@ -18,8 +18,8 @@ from typing import Any
 
 from records.db import session_factory
 from tests.sync.conftest import make_site
-from web import create_app
 from web.tokens import create_token
+from tests.conftest import app_for
 
 LISTS = {"person": "/api/v1/persons", "org_unit": "/api/v1/org-units", "party_org": "/api/v1/party-orgs",
          "membership": "/api/v1/memberships", "mismatch": "/api/v1/mismatches"}
@@ -74,9 +74,7 @@ def _api_list(client: Any, token: str, path: str) -> dict[int, dict[str, Any]]:
 
 def test_consumer_following_the_feed_during_syncs_matches_the_api(tmp_path: Path, any_db_url: str) -> None:
     site = make_site(tmp_path / "src", any_db_url, staff=300, seed=41)
-    app = create_app(test_config={"DUALLINE_CONFIG_OBJECT": site.runtime.config, "TESTING": True,
-                                  "API_RATE_LIMIT_PER_SECOND": 0})
-    app.extensions["dualline"].set_runtime(site.runtime)
+    app = app_for(site.runtime, API_RATE_LIMIT_PER_SECOND=0)
     with session_factory(site.runtime.engine)() as s, s.begin():
         token = create_token(s, "follower", ["read"]).secret
         resolver_token = create_token(s, "resolver", ["read", "write:resolutions"]).secret

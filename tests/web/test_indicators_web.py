@@ -3,7 +3,6 @@ tokens only inside their subtree, documented in the OpenAPI) and the console pag
 `/orgs/<code>/indicators` (readers; an officer only inside their subtree)."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,9 @@ from records.db import session_factory
 from records.models import PartyOrg, User
 from sync.indicators import org_indicators
 from tests.sync.conftest import Site, make_site
-from web import create_app
 from web.auth import hash_password
 from web.tokens import create_token
+from tests.conftest import app_for, csrf_token_in
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +48,7 @@ def app(site: Site, orgs: dict[str, PartyOrg]):
         s.add(User(username="admin", password_hash=hash_password("admin-pass-1"), role="admin"))
         s.add(User(username="officer", password_hash=hash_password("officer-pass-1"), role="officer",
                    party_org_code=orgs["top"].code))
-    app = create_app(test_config={"DUALLINE_CONFIG_OBJECT": site.runtime.config, "TESTING": True,
-                                  "API_RATE_LIMIT_PER_SECOND": 0})
-    app.extensions["dualline"].set_runtime(site.runtime)
-    return app
+    return app_for(site.runtime, API_RATE_LIMIT_PER_SECOND=0)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +99,7 @@ def test_api_indicators(app, site: Site, orgs: dict[str, PartyOrg], tokens: dict
 
 def _login(client, username: str, password: str) -> None:
     page = client.get("/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    token = csrf_token_in(page)
     assert client.post("/login", data={"username": username, "password": password, "csrf_token": token}).status_code == 302
 
 

@@ -14,6 +14,7 @@ from records.models import Mismatch, RunLock, SyncRun, utcnow
 from sync.locks import beat
 from tests.sync.conftest import Site, make_site
 from web import create_app
+from tests.conftest import app_for
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +27,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
 
 @pytest.fixture
 def client(site: Site):
-    app = create_app(test_config={"DUALLINE_CONFIG_OBJECT": site.runtime.config, "TESTING": True})
-    app.extensions["dualline"].set_runtime(site.runtime)
+    app = app_for(site.runtime)
     return app.test_client()
 
 

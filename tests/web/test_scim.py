@@ -17,11 +17,11 @@ from records.models import Membership, OrgUnit, PartyOrg, Person
 from sync.alignment import IN_SERVICE
 from tests.sync.conftest import Site, make_site
 from tests.web.test_api import _session, subtree_root  # noqa: F401  (a fixture, over this module's site)
-from web import create_app
 from web.scim import schema as sc
 from web.scim.filter import And, Compare, FilterError, Not, Or, Present, ValuePath, parse_filter
 from web.scim.resources import split_name
 from web.tokens import create_token
+from tests.conftest import app_for
 
 SCIM = "application/scim+json"
 
@@ -36,9 +36,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
 
 @pytest.fixture(scope="module")
 def client(site: Site, subtree_root: str):
-    app = create_app(test_config={"DUALLINE_CONFIG_OBJECT": site.runtime.config, "TESTING": True,
-                                  "API_RATE_LIMIT_PER_SECOND": 0})
-    app.extensions["dualline"].set_runtime(site.runtime)
+    app = app_for(site.runtime, API_RATE_LIMIT_PER_SECOND=0)
     with _session(site) as s, s.begin():
         secrets = {"read": create_token(s, "scim-read", ["read"]).secret,
                    "sensitive": create_token(s, "scim-sensitive", ["read:sensitive"]).secret,

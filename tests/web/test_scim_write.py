@@ -11,9 +11,9 @@ from sqlalchemy import select
 from records.db import session_factory
 from records.models import AuditLog, Change, Membership, PartyOrg, Person
 from tests.sync.conftest import Site, make_site
-from web import create_app
 from web.scim import schema as sc
 from web.tokens import create_token
+from tests.conftest import app_for
 
 SCIM = "application/scim+json"
 
@@ -42,9 +42,7 @@ def tokens(site: Site) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def client(site: Site):
-    app = create_app(test_config={"DUALLINE_CONFIG_OBJECT": site.runtime.config, "TESTING": True,
-                                  "API_RATE_LIMIT_PER_SECOND": 0})
-    app.extensions["dualline"].set_runtime(site.runtime)
+    app = app_for(site.runtime, API_RATE_LIMIT_PER_SECOND=0)
     return app.test_client()
 
 
