@@ -22,7 +22,7 @@ from records.models import Activity, Change, Membership, Mismatch, PartyOrg, Pay
 from records.queries import covered_unit_codes, subtree_codes
 
 
-# Entities the feed carries (web.api.schemas.FEED_ENTITIES documents the same list).
+# Entities the feed carries (the API documents them, webhooks may choose among them).
 FEED_ENTITIES = ("person", "org_unit", "party_org", "membership", "performance", "payroll", "activity", "mismatch")
 # Pay is sensitive: only windows with read:sensitive see payroll changes.
 SENSITIVE_ENTITIES = frozenset({"payroll"})

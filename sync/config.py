@@ -17,6 +17,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from connectors import get_connector_class
 from connectors.base import SOURCE_NAME_PATTERN
+from records.feed import FEED_ENTITIES, SENSITIVE_ENTITIES
 
 DEFAULT_DATABASE = "sqlite:///dualline.db"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -101,7 +102,7 @@ class NotificationsSchema(Schema):
 
 WEBHOOK_EVENTS = ("changes", "mismatches", "runs")
 # Feed entities a webhook may ask for (payroll is never sent: pay is sensitive).
-WEBHOOK_ENTITIES = ("person", "org_unit", "party_org", "membership", "performance", "activity", "mismatch")
+WEBHOOK_ENTITIES = tuple(e for e in FEED_ENTITIES if e not in SENSITIVE_ENTITIES)
 
 
 class WebhookConfigSchema(Schema):

@@ -14,11 +14,10 @@ from typing import Any
 from flask import current_app
 from marshmallow import Schema, fields, validate
 
+from records.feed import FEED_ENTITIES
 from records.queries import MISMATCH_STATES
 from sync.resolutions import ALL_ACTIONS as RESOLUTION_ACTIONS
 
-FEED_ENTITIES = ("person", "org_unit", "party_org", "membership", "mismatch", "performance", "payroll",
-                 "activity")
 MAX_LIMIT = 1000
 # Ids are 64-bit: a larger number in a query is refused (422), not handed to the driver to overflow.
 MAX_ID = 2**63 - 1
