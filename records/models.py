@@ -107,6 +107,9 @@ class Person(Timestamps, Base):
     scim_external_id: Mapped[str | None] = mapped_column(String(255), index=True)
     # Set by a SCIM DELETE: the record stays (deactivated), SCIM answers 404 for it.
     scim_deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # URNs of the SCIM User extensions a client attached (listed even while they hold nothing);
+    # NULL when none (web.scim.writes).
+    scim_extensions: Mapped[list[str] | None] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_persons_name", "name"),)
 

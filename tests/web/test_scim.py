@@ -167,16 +167,20 @@ def test_schemas_and_resource_types(scim) -> None:
 
     writable = {(schema["id"], a["name"]) for schema in listed["Resources"] for a in walk(schema["attributes"])
                 if a["mutability"] != "readOnly"}
-    # What SCIM may write (web.scim.writes); everything else, the extensions included, is readOnly.
+    # What SCIM may write (web.scim.writes); everything else is readOnly.
     assert writable == {(sc.CORE_USER, "userName"), (sc.CORE_USER, "name"), (sc.CORE_USER, "formatted"),
                         (sc.CORE_GROUP, "displayName"), (sc.CORE_GROUP, "members"), (sc.CORE_GROUP, "value"),
-                        (sc.CORE_GROUP, "$ref"), (sc.CORE_GROUP, "type")}
+                        (sc.CORE_GROUP, "$ref"), (sc.CORE_GROUP, "type"),
+                        *((sc.PARTY_ORG, name) for name in ("kind", "parent", "value", "$ref", "secretary"))}
     party = scim["read"].get(f"/Schemas/{sc.PARTY}").get_json()
     assert {a["name"] for a in party["attributes"]} >= {"branch", "category", "joinedOn", "fullMemberOn",
                                                          "membershipStatus", "politicalStatus"}
     types = {t["id"]: t for t in scim["read"].get("/ResourceTypes").get_json()["Resources"]}
     assert types["User"]["endpoint"] == "/Users" and types["Group"]["endpoint"] == "/Groups"
-    assert [e["schema"] for e in types["User"]["schemaExtensions"]] == [sc.ENTERPRISE, sc.PARTY]
+    assert types["User"]["schemaExtensions"] == [{"schema": sc.ENTERPRISE, "required": False},
+                                                 {"schema": sc.PARTY, "required": False}]
+    # Every Group carries the party org extension (its kind at least).
+    assert types["Group"]["schemaExtensions"] == [{"schema": sc.PARTY_ORG, "required": True}]
     assert scim["read"].get("/ResourceTypes/Group").get_json()["schema"] == sc.CORE_GROUP
     _error(scim["read"].get("/Schemas/urn:nope"), 404)
     _error(scim["read"].get("/Schemas", filter='id eq "x"'), 403)

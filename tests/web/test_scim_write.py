@@ -1,5 +1,7 @@
 """SCIM writes (web.scim.writes): SCIM as a source named `scim` — provenance rules, deactivate then
-404, audit and change-feed rows, scopes, subtree limits, masking in write responses, If-Match."""
+404, audit and change-feed rows, scopes, subtree limits, masking in write responses, If-Match;
+party orgs placed in the tree (kind, parent, secretary), and User extensions attached and
+detached."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -140,13 +142,14 @@ def test_groups_register_and_end_memberships(client, tokens, site) -> None:
     group = _call(client, tokens, "POST", "/Groups", {"schemas": [sc.CORE_GROUP], "displayName": "第九支部"})
     assert group.status_code == 201, group.get_data(as_text=True)
     group = group.get_json()
-    assert group[sc.PARTY_ORG]["kind"] == "branch" and group[sc.PARTY_ORG]["code"].startswith("SCIM-")
+    # Left out, the party org extension defaults: a branch; its generated code is no source's.
+    assert group[sc.PARTY_ORG] == {"kind": "branch"} and group["schemas"] == [sc.CORE_GROUP, sc.PARTY_ORG]
     added = _call(client, tokens, "PATCH", f"/Groups/{group['id']}",
                   _patch({"op": "add", "path": "members", "value": [{"value": user["id"]}]}))
     assert added.status_code == 200, added.get_data(as_text=True)
     assert [m["value"] for m in added.get_json()["members"]] == [user["id"]]
     member = _call(client, tokens, "GET", f"/Users/{user['id']}").get_json()
-    assert member[sc.PARTY]["branch"]["code"] == group[sc.PARTY_ORG]["code"]
+    assert member[sc.PARTY]["branch"]["value"] == group["id"] and "code" not in member[sc.PARTY]["branch"]
     removed = _call(client, tokens, "PATCH", f"/Groups/{group['id']}",
                     _patch({"op": "remove", "path": f'members[value eq "{user["id"]}"]'}))
     assert removed.status_code == 200 and "members" not in removed.get_json()
@@ -182,3 +185,157 @@ def test_scope_and_subtree_limits(client, tokens, site) -> None:
     assert _call(client, tokens, "PATCH", f"/Groups/{outside.id}", patch, who="subtree").status_code == 404
     assert _call(client, tokens, "DELETE", f"/Users/{outsider}", who="subtree").status_code == 404
     assert _call(client, tokens, "PUT", f"/Users/{outsider}", body, who="subtree").status_code == 404
+
+
+# --- party orgs in the tree -------------------------------------------------------------------
+
+
+def _source_org(site: Site, kind: str) -> PartyOrg:
+    with _session(site) as s:
+        return s.scalar(select(PartyOrg).where(PartyOrg.kind == kind, PartyOrg.scim_external_id.is_(None),
+                                               PartyOrg.parent_code.is_not(None)).order_by(PartyOrg.id))
+
+
+def test_create_a_group_with_kind_parent_and_secretary(client, tokens, site) -> None:
+    parent = _source_org(site, "committee")
+    created = _call(client, tokens, "POST", "/Groups", {
+        "schemas": [sc.CORE_GROUP, sc.PARTY_ORG], "displayName": "新能源第二党小组",
+        sc.PARTY_ORG: {"kind": "group", "parent": {"value": str(parent.id)}, "secretary": "李梅",
+                       "code": "IGNORED", "retirees": True}})  # readOnly ones are ignored
+    assert created.status_code == 201, created.get_data(as_text=True)
+    group = created.get_json()
+    base = created.headers["Location"].rsplit("/Groups/", 1)[0]
+    assert group[sc.PARTY_ORG] == {"kind": "group", "secretary": "李梅",
+                                   "parent": {"value": str(parent.id), "$ref": f"{base}/Groups/{parent.id}"}}
+    with _session(site) as s:
+        org = s.get(PartyOrg, int(group["id"]))
+        assert (org.kind, org.parent_code, org.secretary, org.retirees) == ("group", parent.code, "李梅", False)
+        assert org.provenance == {"code": "scim", "name": "scim", "kind": "scim", "parent_code": "scim",
+                                  "secretary": "scim"}
+        change = s.scalar(select(Change).where(Change.entity == "party_org", Change.entity_id == org.id))
+        assert change.op == "create" and change.changed["parent_code"] == [None, parent.code]
+        assert s.scalar(select(AuditLog).where(AuditLog.action == "scim.group.create",
+                                               AuditLog.target_id == group["id"])) is not None
+    # Moved by $ref (a party group sits in a branch), the secretary cleared, then to the top level.
+    other = _source_org(site, "branch")
+    moved = _call(client, tokens, "PATCH", f"/Groups/{group['id']}",
+                  _patch({"op": "replace", "path": f"{sc.PARTY_ORG}:parent",
+                          "value": {"$ref": f"{base}/Groups/{other.id}"}},
+                         {"op": "remove", "path": f"{sc.PARTY_ORG}:secretary"}))
+    assert moved.status_code == 200, moved.get_data(as_text=True)
+    assert moved.get_json()[sc.PARTY_ORG]["parent"]["value"] == str(other.id)
+    assert "secretary" not in moved.get_json()[sc.PARTY_ORG]
+    top = _call(client, tokens, "PATCH", f"/Groups/{group['id']}",
+                _patch({"op": "remove", "path": f"{sc.PARTY_ORG}:parent"}))
+    assert top.status_code == 200 and "parent" not in top.get_json()[sc.PARTY_ORG]
+    with _session(site) as s:
+        updates = [c.changed for c in s.scalars(select(Change).where(
+            Change.entity == "party_org", Change.entity_id == int(group["id"]), Change.op == "update")
+            .order_by(Change.id))]
+    assert updates == [{"parent_code": [parent.code, other.code], "secretary": ["李梅", None]},
+                       {"parent_code": [other.code, None]}]
+    bad_kind = _call(client, tokens, "PATCH", f"/Groups/{group['id']}",
+                     _patch({"op": "replace", "path": f"{sc.PARTY_ORG}:kind", "value": "cell"}))
+    assert bad_kind.status_code == 400 and bad_kind.get_json()["scimType"] == "invalidValue"
+    assert "'cell'" in bad_kind.get_json()["detail"]
+    nowhere = _call(client, tokens, "PATCH", f"/Groups/{group['id']}",
+                    _patch({"op": "add", "path": f"{sc.PARTY_ORG}:parent", "value": {"value": "999999"}}))
+    assert nowhere.status_code == 400 and nowhere.get_json()["scimType"] == "invalidValue"
+    whole = _call(client, tokens, "PATCH", f"/Groups/{group['id']}", _patch({"op": "remove", "path": sc.PARTY_ORG}))
+    assert whole.status_code == 400 and whole.get_json()["scimType"] == "mutability"  # every Group has one
+
+
+def test_a_party_org_cannot_sit_below_itself(client, tokens, site) -> None:
+    top = _call(client, tokens, "POST", "/Groups", {"schemas": [sc.CORE_GROUP], "displayName": "上级党委",
+                                                   sc.PARTY_ORG: {"kind": "committee"}}).get_json()
+    middle = _call(client, tokens, "POST", "/Groups", {"schemas": [sc.CORE_GROUP], "displayName": "中间总支",
+                                                      sc.PARTY_ORG: {"kind": "general_branch",
+                                                                     "parent": {"value": top["id"]}}}).get_json()
+    low = _call(client, tokens, "POST", "/Groups", {"schemas": [sc.CORE_GROUP], "displayName": "下级支部",
+                                                   sc.PARTY_ORG: {"parent": {"value": middle["id"]}}}).get_json()
+    for below in (low["id"], top["id"]):
+        cycle = _call(client, tokens, "PATCH", f"/Groups/{top['id']}",
+                      _patch({"op": "replace", "path": f"{sc.PARTY_ORG}:parent", "value": {"value": below}}))
+        assert cycle.status_code == 400 and cycle.get_json()["scimType"] == "invalidValue", below
+    with _session(site) as s:
+        assert s.get(PartyOrg, int(top["id"])).parent_code is None  # nothing written
+    # A PUT is checked the same way.
+    put = _call(client, tokens, "PUT", f"/Groups/{middle['id']}", {
+        "schemas": [sc.CORE_GROUP], "displayName": "中间总支", sc.PARTY_ORG: {"parent": {"value": low["id"]}}})
+    assert put.status_code == 400 and put.get_json()["scimType"] == "invalidValue"
+
+
+def test_placement_of_a_source_owned_party_org_is_read_only(client, tokens, site) -> None:
+    org = _source_org(site, "branch")
+    other_kind = next(k for k in sc.PARTY_ORG_KINDS if k != org.kind)
+    refused = _call(client, tokens, "PATCH", f"/Groups/{org.id}",
+                    _patch({"op": "replace", "path": f"{sc.PARTY_ORG}:kind", "value": other_kind}))
+    assert refused.status_code == 400 and refused.get_json()["scimType"] == "mutability"
+    detached = _call(client, tokens, "PATCH", f"/Groups/{org.id}",
+                     _patch({"op": "remove", "path": f"{sc.PARTY_ORG}:parent"}))
+    assert detached.status_code == 400 and detached.get_json()["scimType"] == "mutability"
+    current = _call(client, tokens, "GET", f"/Groups/{org.id}").get_json()
+    assert current[sc.PARTY_ORG]["code"] == org.code and current[sc.PARTY_ORG]["active"] is True
+    # Sending what it already holds is fine, and so is a PUT that leaves the extension out.
+    same = _call(client, tokens, "PUT", f"/Groups/{org.id}", {
+        "schemas": [sc.CORE_GROUP, sc.PARTY_ORG], "displayName": org.name,
+        "members": current.get("members", []), sc.PARTY_ORG: current[sc.PARTY_ORG]})
+    assert same.status_code == 200, same.get_data(as_text=True)
+    plain = _call(client, tokens, "PUT", f"/Groups/{org.id}", {
+        "schemas": [sc.CORE_GROUP], "displayName": org.name, "members": current.get("members", [])})
+    assert plain.status_code == 200, plain.get_data(as_text=True)
+    with _session(site) as s:
+        after = s.get(PartyOrg, org.id)
+        assert (after.kind, after.parent_code) == (org.kind, org.parent_code)
+        root = s.scalar(select(PartyOrg).where(PartyOrg.code == tokens["branch"]))
+    # A subtree token sees its root's parent by code only, and may send that back as it was.
+    seen = _call(client, tokens, "GET", f"/Groups/{root.id}", who="subtree").get_json()
+    assert seen[sc.PARTY_ORG]["parent"] == {"code": root.parent_code}
+    echoed = _call(client, tokens, "PUT", f"/Groups/{root.id}", {k: v for k, v in seen.items() if k != "meta"},
+                   who="subtree")
+    assert echoed.status_code == 200, echoed.get_data(as_text=True)
+    assert echoed.get_json()[sc.PARTY_ORG]["parent"] == {"code": root.parent_code}
+
+
+# --- User extensions ----------------------------------------------------------------------------
+
+
+def test_employee_number_is_the_one_a_real_source_assigned(client, tokens, site) -> None:
+    scim_only = _call(client, tokens, "POST", "/Users", {"schemas": [sc.CORE_USER], "userName": "SCIM-0005"}).get_json()
+    assert scim_only["userName"] == "SCIM-0005" and sc.ENTERPRISE not in scim_only
+    assert scim_only["schemas"] == [sc.CORE_USER]
+    hr = _sync_person(site)
+    assert hr.provenance["employee_no"] not in (None, "scim")
+    shown = _call(client, tokens, "GET", f"/Users/{hr.id}").get_json()
+    assert shown[sc.ENTERPRISE]["employeeNumber"] == hr.employee_no == shown["userName"]
+
+
+def test_attach_and_detach_an_empty_extension(client, tokens, site) -> None:
+    user = _call(client, tokens, "POST", "/Users", {"schemas": [sc.CORE_USER, sc.ENTERPRISE], "userName": "SCIM-0006",
+                                                   sc.ENTERPRISE: {}}).get_json()
+    assert user[sc.ENTERPRISE] == {} and user["schemas"] == [sc.CORE_USER, sc.ENTERPRISE]
+    attached = _call(client, tokens, "PATCH", f"/Users/{user['id']}",
+                     _patch({"op": "add", "path": sc.PARTY, "value": {}}))
+    assert attached.status_code == 200, attached.get_data(as_text=True)
+    assert attached.get_json()[sc.PARTY] == {}
+    assert attached.get_json()["schemas"] == [sc.CORE_USER, sc.ENTERPRISE, sc.PARTY]
+    detached = _call(client, tokens, "PATCH", f"/Users/{user['id']}", _patch({"op": "remove", "path": sc.ENTERPRISE}))
+    assert detached.status_code == 200, detached.get_data(as_text=True)
+    assert sc.ENTERPRISE not in detached.get_json() and detached.get_json()["schemas"] == [sc.CORE_USER, sc.PARTY]
+    # A PUT says which extensions the User carries: those it leaves out are detached.
+    put = _call(client, tokens, "PUT", f"/Users/{user['id']}", {"schemas": [sc.CORE_USER], "userName": "SCIM-0006"})
+    assert put.status_code == 200 and put.get_json()["schemas"] == [sc.CORE_USER]
+    with _session(site) as s:
+        assert s.get(Person, int(user["id"])).scim_extensions is None
+        changes = [c.changed.get("scim_extensions") for c in s.scalars(select(Change).where(
+            Change.entity == "person", Change.entity_id == int(user["id"])).order_by(Change.id))]
+    both = sorted([sc.ENTERPRISE, sc.PARTY])
+    assert changes == [[None, [sc.ENTERPRISE]], [[sc.ENTERPRISE], both], [both, [sc.PARTY]], [[sc.PARTY], None]]
+
+
+def test_an_extension_holding_hr_data_cannot_be_removed(client, tokens, site) -> None:
+    hr = _sync_person(site)
+    refused = _call(client, tokens, "PATCH", f"/Users/{hr.id}", _patch({"op": "remove", "path": sc.ENTERPRISE}))
+    assert refused.status_code == 400 and refused.get_json()["scimType"] == "mutability"
+    assert "employeeNumber" in refused.get_json()["detail"]
+    assert sc.ENTERPRISE in _call(client, tokens, "GET", f"/Users/{hr.id}").get_json()

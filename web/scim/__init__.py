@@ -6,7 +6,9 @@ is one more source, named `scim`. It creates Users and Groups, changes what no r
 `members`, and DELETE deactivates (then 404), never deletes. Token scope `write:scim`.
 
 * `/Schemas` marks the writable attributes readWrite (userName, name.formatted, externalId;
-  Group displayName, externalId, members), everything else readOnly;
+  Group displayName, externalId, members, and the party org's kind, parent and secretary),
+  everything else readOnly; `/ResourceTypes` declares the party org extension required (every
+  Group carries it) and the User extensions optional;
 * `ServiceProviderConfig`: patch supported, bulk and changePassword not, filter (maxResults
   1000), sort and etag supported, authentication `oauthbearertoken`;
 * `/Bulk` and `/.search` at the root answer 501 (RFC 7644 §3.12: not supported, as advertised).
@@ -19,15 +21,18 @@ Mapping decisions:
   name; names with spaces keep only `formatted`), `active` = listed as staff and in service
   (active, probation, temporary). `phoneNumbers` carries the mobile *masked* unless the token holds
   `read:sensitive` (as in /api/v1) and is never filterable. The ID number is not published at all.
-  Enterprise extension: employeeNumber, department (org unit name), organization (the nearest
-  company above), manager (the org unit's manager, when they are a person the token can see).
+  Enterprise extension: employeeNumber (only the number a real source assigned, not one a SCIM
+  client chose as userName), department (org unit name), organization (the nearest company
+  above), manager (the org unit's manager, when they are a person the token can see).
   Party extension `urn:dualline:params:scim:schemas:extension:party:1.0:User`: the active
   membership's branch (Group id, code, name), category, joinedOn, fullMemberOn, membershipStatus,
-  plus the HR politicalStatus.
-* Groups: `id` = party org id, `externalId` = code (the client's own for Groups it created), `displayName` = name, `members` = persons with
-  an active membership registered there; extension
-  `urn:dualline:params:scim:schemas:extension:partyOrg:1.0:Group` (code, kind, parent, secretary,
-  retirees, active).
+  plus the HR politicalStatus. A User lists an extension when it holds something or while a
+  SCIM client has it attached (web.scim.writes).
+* Groups: `id` = party org id, `externalId` = code (the client's own for Groups it created),
+  `displayName` = name, `members` = persons with an active membership registered there;
+  extension `urn:dualline:params:scim:schemas:extension:partyOrg:1.0:Group` (kind, parent as
+  value/$ref — by code only when outside the token's view —, secretary; and from a source: code,
+  retirees, active, absent for a party org created through SCIM).
 * Tokens, scopes, subtree limits and masking are web.api.security's; a subtree token sees the
   Users and Groups the REST API shows it, and gets 404 for the others.
 * Lists page by `startIndex`/`count` (offset: SCIM has no cursor), ordered by `sortBy` then id;

@@ -8,7 +8,10 @@ are not filterable: a filter on them answers 400 invalidFilter. phoneNumbers is 
 among them — a filter on the real number would let a token without read:sensitive probe it.
 
 Rendering loads what a page needs in a fixed number of queries (memberships, party orgs, org
-units, managers), never one query per resource.
+units, managers), never one query per resource. It shows what sources and SCIM clients said, not
+placeholders: employeeNumber only when a real source assigned the number, a party org's code,
+retirees and active only when it comes from a source (a SCIM-created one has a generated code);
+a User extension when it holds something or a client attached it (Person.scim_extensions).
 """
 from __future__ import annotations
 
@@ -28,8 +31,7 @@ from sync.alignment import IN_SERVICE
 from web.api.security import Viewer
 from web.scim import schema as sc
 from web.scim.filter import And, AttrPath, Compare, FilterError, Node, Not, Or, Present, ValuePath
-
-TREE_DEPTH = 32  # org charts from sources may hold cycles: climbing stops here
+from web.scim.writes import TREE_DEPTH, owned_by_source
 
 # Compound (two-character) Chinese surnames: the family name is two characters, not one.
 COMPOUND_SURNAMES = frozenset("""欧阳 司马 上官 诸葛 东方 皇甫 尉迟 公孙 慕容 长孙 令狐 夏侯 轩辕 宇文 司徒
@@ -383,6 +385,11 @@ def _drop_empty(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v not in (None, [], {})}
 
 
+def _from_source(org: PartyOrg) -> bool:
+    """The party org comes from a real source, not from a SCIM POST (whose code is generated)."""
+    return owned_by_source(org.provenance, "code") is not None
+
+
 def _units_with_ancestors(s: Session, codes: set[str]) -> dict[str, Any]:
     """The org units of a page and their ancestors (for department, organization and manager):
     one query per level of the chart, never the whole chart (thousands of units at scale)."""
@@ -452,7 +459,9 @@ def render_users(s: Session, viewer: Viewer, persons: Sequence[Person], base: st
         }
         manager = managers.get(unit.manager_employee_no) if unit and unit.manager_employee_no else None
         resource[sc.ENTERPRISE] = _drop_empty({
-            "employeeNumber": p.employee_no,
+            # The number a real source assigned: a person only SCIM created has none yet (their
+            # number is the userName the client chose).
+            "employeeNumber": p.employee_no if owned_by_source(p.provenance, "employee_no") else None,
             "organization": company(p.org_unit_code),
             "department": unit.name if unit else None,
             "manager": {"value": str(manager[0]), "$ref": f"{base}/Users/{manager[0]}", "displayName": manager[1]}
@@ -462,7 +471,8 @@ def render_users(s: Session, viewer: Viewer, persons: Sequence[Person], base: st
         m = ms[-1] if ms else None
         org = orgs.get(m.party_org_code) if m and m.party_org_code else None
         resource[sc.PARTY] = _drop_empty({
-            "branch": _drop_empty({"value": str(org.id) if org else None, "code": m.party_org_code,
+            "branch": _drop_empty({"value": str(org.id) if org else None,
+                                   "code": m.party_org_code if org is None or _from_source(org) else None,
                                    "display": org.name if org else None,
                                    "$ref": f"{base}/Groups/{org.id}" if org else None}) if m else None,
             "category": m.category if m else None,
@@ -471,7 +481,9 @@ def render_users(s: Session, viewer: Viewer, persons: Sequence[Person], base: st
             "membershipStatus": m.status if m else None,
             "politicalStatus": p.political_status,
         })
-        resource = _drop_empty(resource)
+        # An extension is listed when it holds something, or while a client has it attached.
+        attached = set(p.scim_extensions or [])
+        resource = {k: v for k, v in resource.items() if v not in (None, [], {}) or k in attached}
         resource["schemas"] = [urn for urn in (sc.CORE_USER, sc.ENTERPRISE, sc.PARTY)
                                if urn == sc.CORE_USER or urn in resource]
         out.append(_finish(resource, {"resourceType": "User", "created": _stamp(p.created_at),
@@ -499,6 +511,7 @@ def render_groups(s: Session, viewer: Viewer, orgs: Sequence[PartyOrg], base: st
     out = []
     for o in orgs:
         parent = parents.get(o.parent_code) if o.parent_code else None
+        from_source = _from_source(o)
         resource = _drop_empty({
             "schemas": [sc.CORE_GROUP, sc.PARTY_ORG],
             "id": str(o.id),
@@ -507,13 +520,14 @@ def render_groups(s: Session, viewer: Viewer, orgs: Sequence[PartyOrg], base: st
             "members": [_drop_empty({"value": str(pid), "display": name or None, "$ref": f"{base}/Users/{pid}",
                                      "type": "User"}) for pid, name in members.get(o.code, [])],
             sc.PARTY_ORG: _drop_empty({
-                "code": o.code, "kind": o.kind, "secretary": o.secretary,
-                "retirees": bool(o.retirees), "active": bool(o.active),
-                # The parent outside a subtree token's view is named by code only.
-                "parent": _drop_empty({"code": o.parent_code, "value": str(parent.id) if parent else None,
-                                       "display": parent.name if parent else None,
-                                       "$ref": f"{base}/Groups/{parent.id}" if parent else None})
-                if o.parent_code else None,
+                # A party org SCIM created has no code, retirees flag or listing from a source.
+                "code": o.code if from_source else None, "kind": o.kind, "secretary": o.secretary,
+                "retirees": bool(o.retirees) if from_source else None,
+                "active": bool(o.active) if from_source else None,
+                # A parent is referenced like any Group; one outside a subtree token's view by
+                # its code only.
+                "parent": ({"value": str(parent.id), "$ref": f"{base}/Groups/{parent.id}"} if parent
+                           else {"code": o.parent_code}) if o.parent_code else None,
             }),
         })
         out.append(_finish(resource, {"resourceType": "Group", "created": _stamp(o.created_at),

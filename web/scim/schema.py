@@ -3,7 +3,9 @@
 Attributes are `mutability: readOnly` except those SCIM may write (web.scim.writes: the service
 is a source named `scim`; a field a real source owns stays read-only in practice, refused with
 400 mutability). Only the attributes actually served are defined, so a client that builds its
-model from `/Schemas` (as scim2-tester does) expects exactly what it gets.
+model from `/Schemas` (as scim2-tester does) expects exactly what it gets. The party org
+extension is required (every Group has a kind); the User extensions are not (a User lists one
+when it holds something or a client attached it).
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ SPC = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
 RESOURCE_TYPE = "urn:ietf:params:scim:schemas:core:2.0:ResourceType"
 SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Schema"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+PARTY_ORG_KINDS = ["committee", "general_branch", "branch", "group"]
 
 MAX_RESULTS = 1000  # a page never holds more (count is capped; itemsPerPage says what was given)
 DEFAULT_COUNT = 100
@@ -80,7 +84,8 @@ USER_ATTRIBUTES = [
 ]
 
 ENTERPRISE_ATTRIBUTES = [
-    attr("employeeNumber", description="The employee number."),
+    attr("employeeNumber", description="The employee number a real source (HR, the party roster) assigned; "
+         "absent for a person only SCIM created, whose number is their userName until HR lists them."),
     attr("organization", description="The company (nearest ancestor org unit of kind company)."),
     attr("department", description="The name of the person's org unit."),
     attr("manager", "complex", "The org unit's manager, when known and a person here.", sub=[
@@ -93,7 +98,7 @@ ENTERPRISE_ATTRIBUTES = [
 PARTY_ATTRIBUTES = [
     attr("branch", "complex", "The party org of the active membership (normally a branch).", sub=[
         attr("value", description="The Group id of the party org.", case_exact=True),
-        attr("code", description="The party org code.", case_exact=True),
+        attr("code", description="The party org code (absent for one created through SCIM).", case_exact=True),
         attr("display", description="The party org's name."),
         _ref("$ref", "The Group's URI.", ["Group"]),
     ]),
@@ -116,18 +121,24 @@ GROUP_ATTRIBUTES = [
     ]),
 ]
 
+# A party org created through SCIM has no code, retirees flag or listing status from a source:
+# those attributes are absent for it (its records key is a generated placeholder, not a code).
 PARTY_ORG_ATTRIBUTES = [
-    attr("code", description="The party org code.", case_exact=True, uniqueness="server"),
-    attr("kind", description="Kind of party org.", canonical=["committee", "general_branch", "branch", "group"]),
-    attr("parent", "complex", "The parent party org.", sub=[
-        attr("value", description="The parent's Group id.", case_exact=True),
-        attr("code", description="The parent's code.", case_exact=True),
-        attr("display", description="The parent's name."),
-        _ref("$ref", "The parent Group's URI.", ["Group"]),
+    attr("code", description="The party org code its source assigned; absent for one created through SCIM.",
+         case_exact=True, uniqueness="server"),
+    attr("kind", description="Kind of party org. Writable unless a source owns it; `branch` when a new Group "
+         "leaves it out.", required=True, writable=True, canonical=PARTY_ORG_KINDS),
+    attr("parent", "complex", "The parent party org: a Group the token sees, neither this one nor one below it. "
+         "Writable unless a source owns it; removing it makes the party org top-level.", writable=True, sub=[
+        attr("value", description="The parent's Group id.", case_exact=True, writable=True),
+        _ref("$ref", "The parent Group's URI.", ["Group"], writable=True),
+        attr("code", description="The parent's code, given instead of value and $ref when the token cannot see "
+             "the parent.", case_exact=True),
     ]),
-    attr("secretary", description="The secretary's name."),
-    attr("retirees", "boolean", "Holds retired members."),
-    attr("active", "boolean", "Still listed by its source."),
+    attr("secretary", description="The secretary's name. Writable unless a source owns it.", writable=True),
+    attr("retirees", "boolean", "Holds retired members (as its source says; absent for one created through SCIM)."),
+    attr("active", "boolean", "Still listed by its source (absent for one created through SCIM, which is active "
+         "until deleted)."),
 ]
 
 SCHEMAS: dict[str, tuple[str, str, list[dict[str, Any]]]] = {
@@ -143,7 +154,7 @@ RESOURCE_TYPES: dict[str, dict[str, Any]] = {
              "schema": CORE_USER, "schemaExtensions": [{"schema": ENTERPRISE, "required": False},
                                                        {"schema": PARTY, "required": False}]},
     "Group": {"name": "Group", "endpoint": "/Groups", "description": "Party orgs",
-              "schema": CORE_GROUP, "schemaExtensions": [{"schema": PARTY_ORG, "required": False}]},
+              "schema": CORE_GROUP, "schemaExtensions": [{"schema": PARTY_ORG, "required": True}]},
 }
 
 

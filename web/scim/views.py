@@ -314,9 +314,10 @@ def _get_one(kind: ResourceKind, record_id: str) -> Response:
 
 WRITABLE = {  # the readWrite attributes of /Schemas, as (extension or None, attribute)
     "User": {(None, "username"), (None, "name"), (None, "externalid")},
-    "Group": {(None, "displayname"), (None, "externalid"), (None, "members")},
+    "Group": {(None, "displayname"), (None, "externalid"), (None, "members"),
+              *((sc.PARTY_ORG.lower(), name) for name in ("kind", "parent", "secretary"))},
 }
-READ_ONLY_SUBS = {("name", "familyname"), ("name", "givenname"), ("members", "display")}
+READ_ONLY_SUBS = {("name", "familyname"), ("name", "givenname"), ("members", "display"), ("parent", "code")}
 
 
 def _check_patch_targets(kind: ResourceKind, operations: Any) -> None:
@@ -336,7 +337,7 @@ def _check_patch_targets(kind: ResourceKind, operations: Any) -> None:
         elif isinstance(operation, dict) and isinstance(operation.get("value"), dict):
             for key, value in operation["value"].items():
                 if key.lower() in extensions:
-                    bad = [k for k in (value or {}) if (key.lower(), k.lower()) not in writable]
+                    bad = [k for k in (value or {}) if (key.lower(), k.lower()) not in writable and k != "schemas"]
                 elif key.lower() == "schemas":
                     continue
                 else:
@@ -384,14 +385,16 @@ def _write(kind: ResourceKind, record_id: str | None) -> Response:
                         writer.delete_user(row) if users else writer.delete_group(row)
                     else:
                         partial = method == "PATCH"
+                        extensions = None
                         if partial:
                             if sc.PATCH_OP not in (body.get("schemas") or []):
                                 scim_fail(400, f"a PATCH body is a {sc.PATCH_OP}", "invalidSyntax")
                             operations = body.get("Operations")
                             _check_patch_targets(kind, operations)
                             body = wr.apply_patch(current, operations, kind.core, kind.extensions)
+                            extensions = wr.touched_extensions(operations, kind.core, kind.extensions)
                         if users:
-                            writer.replace_user(row, wr.user_state(body), partial)
+                            writer.replace_user(row, wr.user_state(body, extensions), partial)
                         else:
                             writer.replace_group(row, wr.group_state(body), partial)
                 s.flush()

@@ -10,13 +10,19 @@ fights the next sync run, and nothing a source said is silently overwritten.
 
 What can be written (the attributes `/Schemas` marks readWrite):
 
-* Users: `userName` (the employee number), `name.formatted` (the name), `externalId`. The party
-  extension is read-only (category and dates are the party roster's): a person's membership is
-  made through the Group — adding a User to a Group's `members` registers their membership there
-  (their active membership moves there when SCIM owns it), removing them ends it.
-* Groups: `displayName`, `externalId`, `members` (value / $ref). A Group made through SCIM is a
-  party org of kind `branch` with a generated code (`SCIM-…`); the party org extension is
-  read-only.
+* Users: `userName` (the employee number), `name.formatted` (the name), `externalId`. The
+  extensions' attributes are read-only (category and dates are the party roster's, department
+  HR's): a person's membership is made through the Group — adding a User to a Group's `members`
+  registers their membership there (their active membership moves there when SCIM owns it),
+  removing them ends it. A client may attach an extension (POST/PUT carrying it, PATCH add or
+  replace on it) so that the User lists it while it holds nothing, and detach it (PATCH remove;
+  a PUT leaving it out); removing one that holds data from the records answers 400 `mutability`.
+* Groups: `displayName`, `externalId`, `members` (value / $ref), and in the party org extension
+  (every Group carries it) `kind`, `parent` (value / $ref) and `secretary`: so a party platform
+  can create a branch where it belongs in the tree. kind must be a canonical value, the parent a
+  Group the token sees, neither the org itself nor one below it (else 400 `invalidValue`);
+  removing the parent makes the org top-level. A Group made through SCIM gets a generated code
+  (`SCIM-…`, not shown: no source assigned it) and, without the extension, kind `branch`.
 * DELETE never deletes: it deactivates (a person leaves staff and their SCIM memberships end; a
   party org becomes inactive and its SCIM memberships end) and marks the record, after which SCIM
   answers 404 for it (RFC 7644 §3.6); the REST API keeps listing it as inactive. Only records the
@@ -39,10 +45,13 @@ from sqlalchemy.orm import Session
 
 from records.models import AuditLog, Change, Membership, PartyOrg, Person, utcnow
 from web.api.security import Viewer
+from web.scim import schema as sc
 from web.scim.filter import And, Compare, FilterError, Node, Not, Or, Present, parse_filter
 
 SOURCE = "scim"
 MEMBERSHIP_ENDED = "transferred_out"
+USER_EXTENSIONS = (sc.ENTERPRISE, sc.PARTY)
+TREE_DEPTH = 32  # org charts and party org trees from sources may hold cycles: climbing stops here
 
 
 class WriteError(Exception):
@@ -67,6 +76,19 @@ class UserState:
     user_name: str | None
     external_id: str | None
     name: str | None
+    # extension URN → attached (True) or detached (False) by the request; those it leaves alone
+    # are not keys
+    extensions: dict[str, bool]
+
+
+@dataclass
+class Placement:
+    """The writable attributes of the party org extension: where the org sits in the tree.
+    `parent` is a Group id, a code (the parent a token cannot see, echoed back), or None."""
+
+    kind: str | None
+    parent: int | str | None
+    secretary: str | None
 
 
 @dataclass
@@ -74,6 +96,7 @@ class GroupState:
     display_name: str | None
     external_id: str | None
     members: list[int]
+    placement: Placement | None  # None: the request carries no party org extension
 
 
 def _get(d: Any, name: str) -> Any:
@@ -94,12 +117,17 @@ def _text(value: Any, label: str) -> str | None:
     return value
 
 
-def user_state(doc: dict[str, Any]) -> UserState:
-    """The writable attributes of a User representation (readOnly ones are ignored, RFC 7644 §3.3)."""
+def user_state(doc: dict[str, Any], extensions: dict[str, bool] | None = None) -> UserState:
+    """The writable attributes of a User representation (readOnly ones are ignored, RFC 7644 §3.3).
+    A whole representation (POST, PUT) attaches the extensions it carries and detaches the others;
+    a PATCH passes the `extensions` its operations touched (touched_extensions)."""
+    if extensions is None:
+        extensions = {urn: isinstance(_get(doc, urn), dict) for urn in USER_EXTENSIONS}
     return UserState(
         user_name=_text(_get(doc, "userName"), "userName"),
         external_id=_text(_get(doc, "externalId"), "externalId"),
         name=_text(_get(_get(doc, "name"), "formatted"), "name.formatted"),
+        extensions=extensions,
     )
 
 
@@ -112,14 +140,54 @@ def _member_id(item: Any) -> int:
     return int(value)
 
 
+def _group_id(value: Any, label: str) -> int:
+    if not isinstance(value, str) or not value.isdigit() or len(value) > 18:
+        raise WriteError(400, f"{label}: {value!r} is not a Group id", "invalidValue")
+    return int(value)
+
+
+def _parent(value: Any) -> int | str | None:
+    """The parent named by `value` (its id, from value or else the last segment of $ref), the
+    code of a parent the token cannot see (as it was shown), or None for no parent."""
+    if value is None or value == {}:
+        return None
+    if not isinstance(value, dict):
+        raise WriteError(400, "parent must be an object with value or $ref", "invalidValue")
+    ref = _get(value, "$ref")
+    by_ref = _group_id(ref.rstrip("/").rsplit("/", 1)[-1], "parent.$ref") if isinstance(ref, str) and ref else None
+    if _get(value, "value") is not None:
+        by_value = _group_id(_get(value, "value"), "parent.value")
+        if by_ref is not None and by_ref != by_value:
+            # A PATCH of one of the two leaves the other naming the old parent: say which is meant.
+            raise WriteError(400, "parent.value and parent.$ref name different Groups", "invalidValue")
+        return by_value
+    if by_ref is not None:
+        return by_ref
+    code = _get(value, "code")
+    if isinstance(code, str) and code:
+        return code
+    raise WriteError(400, "parent needs value or $ref (the parent Group)", "invalidValue")
+
+
 def group_state(doc: dict[str, Any]) -> GroupState:
     members = _get(doc, "members") or []
     if not isinstance(members, list):
         raise WriteError(400, "members must be a list", "invalidValue")
+    extension = _get(doc, sc.PARTY_ORG)
+    if extension is not None and not isinstance(extension, dict):
+        raise WriteError(400, f"{sc.PARTY_ORG} must be an object", "invalidValue")
+    placement = None
+    if extension is not None:
+        kind = _text(_get(extension, "kind"), "kind")
+        if kind is not None and kind not in sc.PARTY_ORG_KINDS:
+            raise WriteError(400, f"kind {kind!r} is not one of {', '.join(sc.PARTY_ORG_KINDS)}", "invalidValue")
+        placement = Placement(kind=kind, parent=_parent(_get(extension, "parent")),
+                              secretary=_text(_get(extension, "secretary"), "secretary"))
     return GroupState(
         display_name=_text(_get(doc, "displayName"), "displayName"),
         external_id=_text(_get(doc, "externalId"), "externalId"),
         members=sorted({_member_id(m) for m in members}),
+        placement=placement,
     )
 
 
@@ -244,6 +312,11 @@ def apply_patch(doc: dict[str, Any], operations: Any, core: str, extensions: tup
             if target.attr is None:
                 key = _key(doc, target.urn)
                 if op == "remove":
+                    if doc.get(key):
+                        # What it holds comes from the records (a source, a membership), not
+                        # from the client: removing it would not make it untrue.
+                        raise WriteError(400, f"{target.urn} holds data from the records "
+                                              f"({', '.join(sorted(doc[key]))}): it cannot be removed", "mutability")
                     doc.pop(key, None)
                 elif not isinstance(value, dict):
                     raise WriteError(400, f"{path} takes an object", "invalidValue")
@@ -290,6 +363,24 @@ def apply_patch(doc: dict[str, Any], operations: Any, core: str, extensions: tup
         else:
             holder[key] = value
     return doc
+
+
+def touched_extensions(operations: Any, core: str, extensions: tuple[str, ...]) -> dict[str, bool]:
+    """The extensions a PatchOp attaches (add or replace on the extension or inside it) or
+    detaches (remove of the whole extension), the last operation on each winning."""
+    touched: dict[str, bool] = {}
+    for operation in operations if isinstance(operations, list) else []:
+        op = str(_get(operation, "op") or "").lower()
+        path = _get(operation, "path")
+        if isinstance(path, str) and path:
+            target = _target(path, core, extensions)
+            if target.urn is not None and (op != "remove" or target.attr is None):
+                touched[target.urn] = op != "remove"
+        elif isinstance(_get(operation, "value"), dict):
+            for urn in extensions:
+                if isinstance(_get(_get(operation, "value"), urn), dict):
+                    touched[urn] = True
+    return touched
 
 
 # --- applying a state to the records -----------------------------------------------------------
@@ -340,11 +431,14 @@ class Writer:
         self._unique_user_name(state.user_name, None)
         person = Person(employee_no=state.user_name, name=state.name or "", staff_active=False,
                         scim_external_id=state.external_id or "",
+                        scim_extensions=sorted(urn for urn, on in state.extensions.items() if on) or None,
                         provenance={"employee_no": SOURCE, "name": SOURCE})
         self.s.add(person)
         self.s.flush()
-        self._change("person", person.id, "create", {"employee_no": [None, person.employee_no],
-                                                    "name": [None, person.name]})
+        created = {"employee_no": [None, person.employee_no], "name": [None, person.name]}
+        if person.scim_extensions:
+            created["scim_extensions"] = [None, person.scim_extensions]
+        self._change("person", person.id, "create", created)
         self.audit("scim.user.create", "person", person.id, {"userName": state.user_name})
         return person
 
@@ -368,6 +462,12 @@ class Writer:
         elif (state.external_id or "") != person.scim_external_id:
             changed["externalId"] = [person.scim_external_id or None, state.external_id]
             person.scim_external_id = state.external_id or ""
+        attached = set(person.scim_extensions or [])
+        attached |= {urn for urn, on in state.extensions.items() if on}
+        attached -= {urn for urn, on in state.extensions.items() if not on}
+        if sorted(attached) != sorted(person.scim_extensions or []):
+            changed["scim_extensions"] = [person.scim_extensions, sorted(attached) or None]
+            person.scim_extensions = sorted(attached) or None
         if changed:
             person.updated_at = self.now
             self._change("person", person.id, "update", changed)
@@ -411,13 +511,22 @@ class Writer:
             raise WriteError(403, "a token limited to a party-org subtree cannot create Groups")
         if not state.display_name:
             raise WriteError(400, "displayName is required", "invalidValue")
-        org = PartyOrg(code=f"SCIM-{secrets.token_hex(5).upper()}", name=state.display_name, kind="branch",
-                       retirees=False, active=True, scim_external_id=state.external_id or "",
+        placement = state.placement or Placement(kind=None, parent=None, secretary=None)
+        org = PartyOrg(code=f"SCIM-{secrets.token_hex(5).upper()}", name=state.display_name,
+                       kind=placement.kind or "branch", retirees=False, active=True,
+                       scim_external_id=state.external_id or "",
                        provenance={"code": SOURCE, "name": SOURCE, "kind": SOURCE})
+        if placement.parent is not None:
+            org.parent_code = self._parent_code(org, placement.parent)
+            org.provenance = {**org.provenance, "parent_code": SOURCE}
+        if placement.secretary is not None:
+            org.secretary = placement.secretary
+            org.provenance = {**org.provenance, "secretary": SOURCE}
         self.s.add(org)
         self.s.flush()
-        self._change("party_org", org.id, "create", {"code": [None, org.code], "name": [None, org.name],
-                                                     "kind": [None, org.kind]})
+        self._change("party_org", org.id, "create", {
+            field: [None, getattr(org, field)] for field in ("code", "name", "kind", "parent_code", "secretary")
+            if getattr(org, field) is not None})
         self._members(org, state.members)
         self.audit("scim.group.create", "party_org", org.id, {"displayName": org.name, "code": org.code})
         return org
@@ -433,12 +542,54 @@ class Writer:
         elif (state.external_id or "") != org.scim_external_id:
             changed["externalId"] = [org.scim_external_id or None, state.external_id]
             org.scim_external_id = state.external_id or ""
+        if state.placement is not None:
+            self._place(org, state.placement, partial, changed)
         if changed:
             org.updated_at = self.now
             self._change("party_org", org.id, "update", changed)
         self._members(org, state.members)
         self.audit("scim.group.replace" if not partial else "scim.group.patch", "party_org", org.id,
                    {"changed": sorted(changed)})
+
+    def _place(self, org: PartyOrg, placement: Placement, partial: bool, changed: dict[str, list[Any]]) -> None:
+        """kind, parent and secretary. A PUT that leaves out a field a source owns keeps it (as
+        for the core attributes); in a PATCH the field is absent only when an operation removed it."""
+        if placement.kind is not None:  # required: a Group always has one, leaving it out keeps it
+            self._set(org, "kind", "kind", placement.kind, changed)
+        keep_omitted = not partial
+        if placement.parent is not None:
+            self._set(org, "parent", "parent_code", self._parent_code(org, placement.parent), changed)
+        elif not (keep_omitted and owned_by_source(org.provenance, "parent_code")):
+            self._set(org, "parent", "parent_code", None, changed)
+        if placement.secretary is not None or not (keep_omitted and owned_by_source(org.provenance, "secretary")):
+            self._set(org, "secretary", "secretary", placement.secretary, changed)
+
+    def _parent_code(self, org: PartyOrg, parent: int | str) -> str:
+        """The code of the parent named: a Group the token sees, not `org` itself nor one below it."""
+        if isinstance(parent, str):
+            # A code stands only for the current parent a token cannot see, as it was shown to it.
+            if parent == org.parent_code:
+                return parent
+            raise WriteError(400, "parent: name the parent Group by value or $ref", "invalidValue")
+        query = select(PartyOrg).where(PartyOrg.id == parent, PartyOrg.scim_deleted_at.is_(None))
+        if self.viewer.limited:
+            query = query.where(PartyOrg.code.in_(self.viewer.subtree(self.s)))
+        found = self.s.scalar(query)
+        if found is None:
+            raise WriteError(400, f"parent: no Group {parent}", "invalidValue")
+        if found.code == org.parent_code:
+            return found.code  # unchanged: nothing to check
+        if found.code == org.code:
+            raise WriteError(400, f"parent: Group {parent} is this party org itself", "invalidValue")
+        code = found.parent_code
+        for _ in range(TREE_DEPTH):
+            if code is None:
+                break
+            if code == org.code:
+                raise WriteError(400, f"parent: Group {parent} is below this party org (a party org cannot "
+                                      "sit below itself)", "invalidValue")
+            code = self.s.scalar(select(PartyOrg.parent_code).where(PartyOrg.code == code))
+        return found.code
 
     def _members(self, org: PartyOrg, wanted: list[int]) -> None:
         current = {m.person_id: m for m in self.s.scalars(select(Membership).where(
