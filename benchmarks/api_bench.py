@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import random
 import statistics
 import sys
@@ -213,12 +214,17 @@ def main(argv: list[str] | None = None) -> int:
     counts = build(engine, args.persons)
     build_s = round(time.perf_counter() - started, 1)
     engine.dispose()
+    # The machine's 1-minute load average around the measurements: p99s taken while other work
+    # competes for the cores (the database server included) are not comparable with quiet ones.
+    load_before = round(os.getloadavg()[0], 2)
     results = measure(database, args.requests, args.persons)
-    report = {"database": engine.dialect.name, "counts": counts, "build_s": build_s, "results": results}
+    load = [load_before, round(os.getloadavg()[0], 2)]
+    report = {"database": engine.dialect.name, "counts": counts, "build_s": build_s, "load_average": load,
+              "results": results}
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=1))
     else:
-        print(f"{report['database']}: built {counts} in {build_s} s")
+        print(f"{report['database']}: built {counts} in {build_s} s; load average {load[0]} → {load[1]}")
         for name, r in results.items():
             flag = "ok" if r["p99_ms"] < TARGET_P99_MS else "SLOW"
             print(f"  {name:<28} p50 {r['p50_ms']:>7.2f} ms  p99 {r['p99_ms']:>7.2f} ms  "

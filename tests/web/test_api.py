@@ -366,6 +366,56 @@ def test_person_filters(api, site: Site) -> None:
     assert len(list(read.walk("/api/v1/persons", limit=500, updated_since="2000-01-01T00:00:00+08:00"))) == len(everyone)
 
 
+def test_persons_on_every_backend(any_db_url: str, tmp_path: Path) -> None:
+    """The persons views read columns and memberships in one statement, on PostgreSQL outside a
+    transaction (web.api.security.read_session): the same records as PersonSchema publishes on
+    every backend, a revocation still takes effect at once, and the pooled connection the reads
+    used is transactional again afterwards."""
+    from web.api import resources, schemas
+
+    site = make_site(tmp_path / "src", any_db_url, staff=120, seed=5, plant=False)
+    assert site.sync().status == "succeeded"
+    with _session(site) as s, s.begin():
+        secrets = {name: create_token(s, name, scopes).secret
+                   for name, scopes in (("read", ["read"]), ("sensitive", ["read:sensitive"]))}
+        branch = s.scalar(select(Membership.party_org_code).where(Membership.active.is_(True)).limit(1))
+        secrets["subtree"] = create_token(s, "subtree", ["read"], branch).secret
+    client = _make_app(site).test_client()
+    api = {name: Api(client, secret) for name, secret in secrets.items()}
+    try:
+        with _session(site) as s:
+            persons = s.scalars(select(Person).order_by(Person.id)).all()
+            for name, schema in (("read", schemas.PersonSchema), ("sensitive", schemas.PersonSensitiveSchema)):
+                with client.application.app_context():
+                    expected = schema(many=True).dump(resources._person_views(s, persons))
+                assert json.loads(json.dumps(expected)) == list(api[name].walk("/api/v1/persons", limit=7))
+        everyone = {p["id"]: p for p in api["read"].walk("/api/v1/persons", limit=1000)}
+        assert {p["id"] for p in api["read"].walk("/api/v1/persons", is_member="true")} == \
+            {i for i, p in everyone.items() if p["is_member"]}
+        assert {p["id"] for p in api["read"].walk("/api/v1/persons", limit=3, party_org=branch)} == \
+            {i for i, p in everyone.items() if branch in p["party_org_codes"]}
+        limited = {p["id"] for p in api["subtree"].walk("/api/v1/persons", limit=5)}
+        assert limited and limited < set(everyone)
+        some = next(iter(everyone.values()))
+        assert api["read"].get(f"/api/v1/persons/{some['id']}").get_json() == some
+        _assert_error(api["read"].get(f"/api/v1/persons/{max(everyone) + 1}"), 404, field="person_id")
+
+        with _session(site) as s, s.begin():
+            revoke_token(s, "read")
+        _assert_error(api["read"].get("/api/v1/persons"), 401)
+
+        with _session(site) as s:
+            s.add(AuditLog(actor="test", action="rolled.back", target_type="none", target_id="0", details={}))
+            s.flush()
+            s.rollback()
+        with _session(site) as s:
+            assert s.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "rolled.back")) == 0
+            # psycopg's automatic prepared statements, off during the reads, are back on.
+            assert getattr(s.connection().connection.driver_connection, "prepare_threshold", 5) is not None
+    finally:
+        site.runtime.engine.dispose()
+
+
 def test_etag_and_304(api) -> None:
     read = api["read"]
     for path in ("/api/v1/persons?limit=5", "/api/v1/party-orgs", "/api/v1/changes?limit=5"):

@@ -75,8 +75,8 @@ def test_the_document_covers_every_api_route(api_app) -> None:
 
 
 def test_fast_person_items_equal_the_documented_schema(api_app) -> None:
-    """Persons leave through web.api.resources._person_items (straight to orjson, for speed); they
-    must be exactly what sc.PersonSchema / PersonSensitiveSchema would publish."""
+    """Persons leave through web.api.resources._person_page (columns straight to orjson, for
+    speed); they must be exactly what sc.PersonSchema / PersonSensitiveSchema would publish."""
     import orjson
     from sqlalchemy import select
 
@@ -89,7 +89,8 @@ def test_fast_person_items_equal_the_documented_schema(api_app) -> None:
             persons = s.scalars(select(Person).order_by(Person.id).limit(50)).all()
             for sensitive in (False, True):
                 viewer = Viewer(0, "t", frozenset({"read", "read:sensitive"} if sensitive else {"read"}), None)
-                fast = orjson.loads(resources._fast_json(resources._person_items(s, viewer, persons)).get_data())
+                items, _ = resources._person_page(s, viewer, [], len(persons))
+                fast = orjson.loads(resources._fast_json(items).get_data())
                 schema = schemas.PersonSensitiveSchema if sensitive else schemas.PersonSchema
                 slow = orjson.loads(orjson.dumps(schema(many=True).dump(resources._person_views(s, persons))))
                 assert fast == slow
