@@ -1,9 +1,11 @@
-"""Bulk writes for the sync's hot path: id allocation and executemany straight to the driver.
+"""Bulk writes for the sync's hot path: id allocation and executemany (or COPY) straight to the driver.
 
 SQLAlchemy's per-row statement machinery costs more than the database does when a sync writes
 hundreds of thousands of rows, so the hot tables are written with one DBAPI `executemany` per
 batch, each column's bind processor applied once per value (the same conversion SQLAlchemy
-would do). Ids are allocated up front so that inserts need no RETURNING:
+would do). On PostgreSQL (psycopg 3) the rows go through `COPY … FROM STDIN` instead: the
+server parses one stream rather than an INSERT per row, several times faster at a million rows,
+in the same transaction. Ids are allocated up front so that inserts need no RETURNING:
   * PostgreSQL: `nextval` of the table's own sequence, many at once (safe under concurrency);
   * MariaDB/MySQL: MAX(id) read with FOR UPDATE, which locks the end of the index until commit;
   * SQLite: MAX(id) inside the run's write transaction (SQLite has one writer at a time).
@@ -17,6 +19,8 @@ from typing import Any
 import datetime as dt
 
 from sqlalchemy import JSON, Connection, Date, DateTime, Table, text
+
+from records.stamping import mark_changes_pending
 
 _PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
@@ -35,9 +39,10 @@ def allocate_ids(conn: Connection, table: Table, count: int) -> list[int]:
 
 
 class BulkInserter:
-    """INSERT many rows of one table with a fixed column list, via the driver's executemany."""
+    """INSERT many rows of one table with a fixed column list, via the driver's executemany (COPY on PostgreSQL)."""
 
-    def __init__(self, conn: Connection, table: Table, columns: Sequence[str]) -> None:
+    def __init__(self, conn: Connection, table: Table, columns: Sequence[str], into: str | None = None) -> None:
+        """`into`: write into a table of that name shaped like `table` (a temporary one)."""
         dialect = conn.dialect
         placeholder = _PLACEHOLDER.get(dialect.paramstyle)
         self.conn = conn
@@ -48,10 +53,15 @@ class BulkInserter:
             self.table = table
             return
         quote = dialect.identifier_preparer.quote
-        self.sql = (
-            f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
-            f"({', '.join(quote(c) for c in self.columns)}) VALUES ({', '.join([placeholder] * len(self.columns))})"
-        )
+        name = quote(into) if into else dialect.identifier_preparer.format_table(table)
+        target = f"{name} ({', '.join(quote(c) for c in self.columns)})"
+        self._into_changes = into is None and table.name == "changes"
+        self.sql = f"INSERT INTO {target} VALUES ({', '.join([placeholder] * len(self.columns))})"
+        self.copy_sql = None
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            # Text format: the server converts each value to its column's type as an INSERT
+            # would (binary COPY is ~8 % faster but refuses a float for NUMERIC, an int for text…).
+            self.copy_sql = f"COPY {target} FROM STDIN"
         self.processors = [_processor(table.c[c], dialect) for c in self.columns]
         # Python-side column defaults (timestamps, `active`, empty JSON) for keys a row leaves out,
         # since rows written here bypass SQLAlchemy's default handling.
@@ -72,8 +82,23 @@ class BulkInserter:
         if self.sql is None:
             self.insert([dict(zip(self.columns, row)) for row in rows], batch)
             return
+        if self.copy_sql is not None:
+            self._copy(rows)
+            return
         for i in range(0, len(rows), batch):
             self.conn.exec_driver_sql(self.sql, rows[i : i + batch])
+
+    def _copy(self, rows: Iterable[Sequence[Any]]) -> None:
+        """COPY the rows in, inside the connection's transaction (psycopg 3)."""
+        if self._into_changes:
+            # COPY bypasses the cursor-execute hook that marks a transaction's change rows for
+            # commit-time stamping (records.stamping), so mark them here.
+            mark_changes_pending(self.conn)
+        driver_connection = self.conn.connection.driver_connection
+        with driver_connection.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
+            write = copy.write_row
+            for row in rows:
+                write(row)
 
     def insert(self, rows: Iterable[dict[str, Any]], batch: int = 2000) -> None:
         if self.sql is None:
@@ -89,7 +114,7 @@ class BulkInserter:
         single = len(columns) == 1
         params: list[Any] = []
         append = params.append
-        execute = self.conn.exec_driver_sql
+        execute = self._copy_params if self.copy_sql is not None else self.conn.exec_driver_sql
         for row in rows:
             try:
                 picked = pick(row)
@@ -111,6 +136,9 @@ class BulkInserter:
                 append = params.append
         if params:
             execute(self.sql, params)
+
+    def _copy_params(self, _sql: str, params: list[Any]) -> None:
+        self._copy(params)
 
 
 _MISSING = object()

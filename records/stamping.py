@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, event, text
 
 _PENDING_FLAG = "dualline_changes_pending"
+_STAGED_FLAG = "dualline_changes_staged"
 _ID_CHUNK = 5000
 _INSERTS_CHANGES = re.compile(r"\s*INSERT\s+INTO\s+[`\"]?changes[`\"]?\s*\(", re.IGNORECASE)
 
@@ -41,8 +42,10 @@ def _pending_rows(dialect: str) -> str:
     raise ValueError(f"no pending-row test for {dialect}")
 
 
-def stamp_changes(conn: Connection) -> int:
+def stamp_changes(conn: Connection, staged: bool = False) -> int:
     """Give this transaction's change rows their feed `seq`; returns how many were stamped.
+    `staged`: PostgreSQL rows waiting in the temporary table of `stage_changes` move into
+    `changes` too, numbered in the same range.
 
     Called by the commit listener; callable directly too (idempotent within a transaction)."""
     if conn.dialect.name == "sqlite":
@@ -62,6 +65,11 @@ def stamp_changes(conn: Connection) -> int:
         low, high = (ids[0], ids[-1]) if ids else (None, None)
     else:
         low, high = conn.execute(text(f"SELECT MIN(id), MAX(id) FROM changes WHERE {pending}")).one()
+    if staged:
+        staged_low, staged_high = conn.execute(text(f"SELECT MIN(id), MAX(id) FROM {STAGED_CHANGES}")).one()
+        if staged_low is not None:
+            low = staged_low if low is None else min(low, staged_low)
+            high = staged_high if high is None else max(high, staged_high)
     if low is None:
         return 0
     conn.execute(text("UPDATE change_feed_counter SET last_seq = last_seq + :n WHERE id = 1"),
@@ -80,24 +88,57 @@ def stamp_changes(conn: Connection) -> int:
             conn.execute(text("UPDATE changes FORCE INDEX (PRIMARY) SET seq = id + :offset WHERE id IN :ids")
                          .bindparams(bindparam("ids", expanding=True)), {"offset": last - high, "ids": chunk})
         return len(ids)
+    moved = 0
+    if staged:
+        # The temporary table has the columns of `changes` in the same order (LIKE).
+        conn.execute(text(f"UPDATE {STAGED_CHANGES} SET seq = id + :offset"), {"offset": last - high})
+        moved = conn.execute(text(f"INSERT INTO changes SELECT * FROM {STAGED_CHANGES}")).rowcount
+        conn.execute(text(f"TRUNCATE {STAGED_CHANGES}"))
     result = conn.execute(text(f"UPDATE changes SET seq = id + :offset WHERE {pending}"),
                           {"offset": last - high})
-    return result.rowcount
+    return moved + result.rowcount
+
+
+STAGED_CHANGES = "changes_staged"
+
+
+def stage_changes(conn: Connection) -> str:
+    """PostgreSQL: a temporary table shaped like `changes` (dropped at COMMIT) where a bulk
+    writer puts this transaction's change rows; the commit-time stamping moves them into
+    `changes` with their `seq` in one INSERT … SELECT. Rows written straight into `changes`
+    would be written twice — inserted, then rewritten with their `seq`, every index updated
+    both times (≈ 14 s of a million-staff sync's commit); a temporary table has no indexes and
+    no WAL. Returns the table's name."""
+    if not conn.info.get(_STAGED_FLAG):
+        conn.execute(text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGED_CHANGES} "
+                          "(LIKE changes INCLUDING DEFAULTS) ON COMMIT DROP"))
+        conn.info[_STAGED_FLAG] = True
+    return STAGED_CHANGES
+
+
+def mark_changes_pending(conn: Connection) -> None:
+    """This transaction wrote change rows: stamp them at its COMMIT. Inserts through SQLAlchemy
+    are noticed by themselves; a writer that bypasses the cursor (COPY) calls this."""
+    conn.info[_PENDING_FLAG] = True
 
 
 def _mark_change_inserts(conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any,
                          executemany: bool) -> None:
     if statement[:12].lstrip()[:6].upper() == "INSERT" and _INSERTS_CHANGES.match(statement):
-        conn.info[_PENDING_FLAG] = True
+        mark_changes_pending(conn)
 
 
 def _stamp_before_commit(conn: Connection) -> None:
-    if conn.info.pop(_PENDING_FLAG, False):
-        stamp_changes(conn)
+    pending = conn.info.pop(_PENDING_FLAG, False)
+    staged = conn.info.pop(_STAGED_FLAG, False)
+    if pending or staged:
+        stamp_changes(conn, staged=staged)
 
 
 def _forget_on_rollback(conn: Connection) -> None:
+    # A rollback drops the temporary table too (created in the transaction, or ON COMMIT DROP).
     conn.info.pop(_PENDING_FLAG, None)
+    conn.info.pop(_STAGED_FLAG, None)
 
 
 # Class-level: every engine of the process, whoever made it.

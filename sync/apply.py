@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from records.bulk import BulkInserter, allocate_ids
 from records.crypto import FieldCipher
+from records.stamping import stage_changes
 from records.models import (
     Activity,
     Change,
@@ -90,9 +91,12 @@ class Applier:
         # Manual overrides (sync.resolutions): whether an entity has any, and those to release.
         self._any_overrides: dict[str, bool] = {}
         self._released: list[int] = []
-        self._change_inserter = BulkInserter(self.conn, Change.__table__, _CHANGE_COLUMNS)
         # SQLite numbers the feed by id (records.stamping): giving rows their id and `seq` here
         # saves rewriting every change row at COMMIT (3 s and 100 MB at 100 000 staff).
+        # PostgreSQL: the rows wait in a temporary table and move into `changes` with their
+        # `seq` at COMMIT (records.stamping.stage_changes), written once instead of twice.
+        staged = stage_changes(self.conn) if self.conn.dialect.name == "postgresql" else None
+        self._change_inserter = BulkInserter(self.conn, Change.__table__, _CHANGE_COLUMNS, into=staged)
         self._seq_at_insert = self.conn.dialect.name == "sqlite"
         if self._seq_at_insert:
             self._numbered_change_inserter = BulkInserter(self.conn, Change.__table__, ("id", "seq", *_CHANGE_COLUMNS))
