@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import requests
+import requests.adapters
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 # Canonical entity kinds a source can provide (DESIGN.md "Canonical entity kinds").
@@ -115,6 +117,10 @@ class Connector:
     default_mapping: ClassVar[str] = "canonical"
     # Whether `read(kind, since=...)` can pull only what changed since a cursor.
     supports_incremental: ClassVar[bool] = False
+    # Whether a large pull's page generator may be continued in a forked child process
+    # (sync.read_ahead): true for connectors whose only connections are HTTP sessions, which
+    # `forget_connections` replaces in the child.
+    read_ahead: ClassVar[bool] = False
 
     def __init__(self, name: str, config: dict[str, Any], *, base_dir: Path | None = None) -> None:
         self.name = name
@@ -139,6 +145,15 @@ class Connector:
         Raise `SourceError` on any failure; never yield a partial page as if it were whole.
         """
         raise NotImplementedError
+
+    def forget_connections(self) -> None:
+        """In a forked child: stop sharing the parent's pooled HTTP connections, so the child's
+        requests open their own and the parent's stay as they were (dropping a copied socket in
+        the child does not close the parent's connection)."""
+        for value in vars(self).values():
+            if isinstance(value, requests.Session):
+                for prefix in list(value.adapters):
+                    value.mount(prefix, requests.adapters.HTTPAdapter())
 
     def check(self) -> None:
         """Test connectivity and auth cheaply; raise SourceError when it fails."""

@@ -348,6 +348,7 @@ class RestConnector(Connector):
         "headers",
     )
     supports_incremental: ClassVar[bool] = True
+    read_ahead: ClassVar[bool] = True
 
     def __init__(self, name: str, config: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(name, config, **kwargs)

@@ -6,12 +6,16 @@ date), and any weak candidate needs a human. Whenever more than one person could
 answer is an ambiguity, never a guess.
 
 The index is loaded lazily (a no-op re-sync never needs it) and grows with the persons planned in
-the same run, so that a roster row can find a person the staff pull is about to create.
+the same run, so that a roster row can find a person the staff pull is about to create. At a
+million persons it is the largest thing a run holds, so it is kept compact: a key maps to one
+person, or to a list only when several share it; the sources a person is linked from are a tuple
+(a set costs 216 bytes even when empty); repeated names and birth dates are interned.
 """
 from __future__ import annotations
 
-from collections import defaultdict
+import sys
 from dataclasses import dataclass, field
+from typing import Union
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,9 +31,10 @@ class PersonFacts:
     employee_no: str | None
     birth_date: str | None
     id_hash: str | None
-    # (source, external id) of active links per kind: to see two records of one source claim one person
-    staff_links: set[tuple[str, str]] = field(default_factory=set)
-    member_links: set[tuple[str, str]] = field(default_factory=set)
+    # Sources with an active staff / roster record of this person: to see two records of one
+    # source claim one person.
+    staff_sources: tuple[str, ...] = ()
+    member_sources: tuple[str, ...] = ()
 
 
 @dataclass
@@ -46,14 +51,39 @@ class Placement:
         return self.person is None
 
 
+# One person, or the list of persons sharing a key (rare: a duplicated ID number, a common name).
+_Entry = Union[PersonFacts, list[PersonFacts]]
+
+
+def _add(index: dict[str, _Entry], key: str, facts: PersonFacts) -> None:
+    found = index.get(key)
+    if found is None:
+        index[key] = facts
+    elif isinstance(found, list):
+        found.append(facts)
+    else:
+        index[key] = [found, facts]
+
+
+def _all(index: dict[str, _Entry], key: str) -> list[PersonFacts] | tuple[PersonFacts, ...]:
+    found = index.get(key)
+    if found is None:
+        return ()
+    return found if isinstance(found, list) else (found,)
+
+
+def _text(value: str | None) -> str | None:
+    return sys.intern(value) if value else value
+
+
 class PersonIndex:
     def __init__(self, session: Session) -> None:
         self._session = session
         self._loaded = False
         self.by_id: dict[int, PersonFacts] = {}
         self.by_emp: dict[str, PersonFacts] = {}
-        self.by_idh: dict[str, list[PersonFacts]] = defaultdict(list)
-        self.by_name: dict[str, list[PersonFacts]] = defaultdict(list)
+        self.by_idh: dict[str, _Entry] = {}
+        self.by_name: dict[str, _Entry] = {}
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -66,24 +96,26 @@ class PersonIndex:
         )
         for pid, name, emp, birth, idh in rows:
             self._register(
-                PersonFacts(Ref(pid), name, emp, birth.isoformat() if birth else None, idh)
+                PersonFacts(Ref(pid), _text(name), emp, _text(birth.isoformat()) if birth else None, idh)
             )
         links = self._session.execute(
-            select(SourceLink.entity_id, SourceLink.source, SourceLink.external_id).where(
+            select(SourceLink.entity_id, SourceLink.source).where(
                 SourceLink.kind == "staff", SourceLink.active.is_(True)
             )
         )
-        for pid, source, ext in links:
-            if pid in self.by_id:
-                self.by_id[pid].staff_links.add((source, ext))
+        for pid, source in links:
+            facts = self.by_id.get(pid)
+            if facts is not None and source not in facts.staff_sources:
+                facts.staff_sources += (_text(source),)
         members = self._session.execute(
-            select(Membership.person_id, SourceLink.source, SourceLink.external_id)
+            select(Membership.person_id, SourceLink.source)
             .join(SourceLink, (SourceLink.entity_id == Membership.id) & (SourceLink.kind == "party_members"))
             .where(SourceLink.active.is_(True), Membership.active.is_(True))
         )
-        for pid, source, ext in members:
-            if pid in self.by_id:
-                self.by_id[pid].member_links.add((source, ext))
+        for pid, source in members:
+            facts = self.by_id.get(pid)
+            if facts is not None and source not in facts.member_sources:
+                facts.member_sources += (_text(source),)
 
     def _register(self, facts: PersonFacts) -> None:
         if facts.ref.id is not None:
@@ -91,9 +123,9 @@ class PersonIndex:
         if facts.employee_no:
             self.by_emp[facts.employee_no] = facts
         if facts.id_hash:
-            self.by_idh[facts.id_hash].append(facts)
+            _add(self.by_idh, facts.id_hash, facts)
         if facts.name:
-            self.by_name[facts.name].append(facts)
+            _add(self.by_name, facts.name, facts)
 
     def _learn(self, facts: PersonFacts, employee_no: str | None, id_hash: str | None) -> None:
         """A matched record taught us more keys for this person."""
@@ -102,7 +134,7 @@ class PersonIndex:
             self.by_emp[employee_no] = facts
         if id_hash and not facts.id_hash:
             facts.id_hash = id_hash
-            self.by_idh[id_hash].append(facts)
+            _add(self.by_idh, id_hash, facts)
 
     def facts_for(self, person_id: int) -> PersonFacts | None:
         self._load()
@@ -115,13 +147,13 @@ class PersonIndex:
         if employee_no and employee_no in self.by_emp:
             found.append(self.by_emp[employee_no])
         if id_hash:
-            for facts in self.by_idh.get(id_hash, ()):
+            for facts in _all(self.by_idh, id_hash):
                 if facts not in found:
                     found.append(facts)
         return found
 
     def _new(self, name: str | None, employee_no: str | None, birth: str | None, id_hash: str | None) -> PersonFacts:
-        facts = PersonFacts(Ref(), name, employee_no, birth, id_hash)
+        facts = PersonFacts(Ref(), _text(name), employee_no, _text(birth), id_hash)
         self._register(facts)
         return facts
 
@@ -131,17 +163,17 @@ class PersonIndex:
         found = self._strong_candidates(emp, id_hash)
         if not found:
             facts = self._new(data.get("name"), emp, data.get("birth_date"), id_hash)
-            facts.staff_links.add((source, external_id))
+            facts.staff_sources = (_text(source),)
             return Placement(facts, is_new=True)
         if len(found) > 1:
             return Placement(None, candidates=found, reason="employee number and ID number point to different persons")
         facts = found[0]
-        if any(src == source for src, _ in facts.staff_links):
+        if source in facts.staff_sources:
             return Placement(None, candidates=found, reason="another record of this source is already this person (same ID number)")
         if emp and facts.employee_no and facts.employee_no != emp:
             return Placement(None, candidates=found, reason="same ID number as a person with another employee number")
         self._learn(facts, emp, id_hash)
-        facts.staff_links.add((source, external_id))
+        facts.staff_sources += (_text(source),)
         return Placement(facts)
 
     def place_member(
@@ -152,7 +184,7 @@ class PersonIndex:
         if weak_key:
             found = [
                 f
-                for f in self.by_name.get(name or "", ())
+                for f in _all(self.by_name, name or "")
                 if not birth or not f.birth_date or f.birth_date == birth
             ]
             if found:
@@ -160,18 +192,18 @@ class PersonIndex:
                     None, candidates=found, reason="no ID number or employee number; matched by name only"
                 )
             facts = self._new(name, None, birth, None)
-            facts.member_links.add((source, external_id))
+            facts.member_sources = (_text(source),)
             return Placement(facts, is_new=True)
         found = self._strong_candidates(emp, id_hash)
         if len(found) > 1:
             return Placement(None, candidates=found, reason="employee number and ID number point to different persons")
         if not found:
             facts = self._new(name, emp, birth, id_hash)
-            facts.member_links.add((source, external_id))
+            facts.member_sources = (_text(source),)
             return Placement(facts, is_new=True)
         facts = found[0]
-        if any(src == source for src, _ in facts.member_links):
+        if source in facts.member_sources:
             return Placement(None, candidates=found, reason="another row of this roster is already this person")
         self._learn(facts, emp, id_hash)
-        facts.member_links.add((source, external_id))
+        facts.member_sources += (_text(source),)
         return Placement(facts)

@@ -64,6 +64,9 @@ class RunResult:
     mismatches_by_rule: dict[str, int] = field(default_factory=dict)
     plan: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    # Wall seconds per phase of the run's transaction: pull (fetch, map, plan and the streamed
+    # writes), apply (deactivations and the rest of the writes), align, rules, commit.
+    phases: dict[str, float] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -79,6 +82,7 @@ class RunResult:
             "ambiguous": self.ambiguous,
             "plan": self.plan,
             "seconds": round(self.seconds, 3),
+            "phases": {name: round(seconds, 3) for name, seconds in self.phases.items()},
         }
 
 
@@ -242,11 +246,17 @@ class SyncEngine:
             pulls = self.pulls(session, sources, built, full)
             if tracker:
                 tracker.phase(pull_phase)
+            clock = _PhaseClock(result.phases)
             for source, kind, pull_since in pulls:
                 if since is not None:
                     pull_since = since.get((source.name, kind))
                 mapping = built[source.name][1]
-                planner.plan_pull(source, readers[source.name], mapping, kind, pull_since, progress)
+                stats = planner.plan_pull(source, readers[source.name], mapping, kind, pull_since, progress)
+                if stats.error:
+                    # The run fails and rolls back: stop here. Later pulls would only cost time,
+                    # and would plan against this pull's half-planned records.
+                    break
+            clock.lap("pull")
             result.counts = plan.summary_counts()
             result.quarantined = [_quarantine_view(q) for q in plan.quarantined[:200]]
             result.ambiguous = [
@@ -275,11 +285,14 @@ class SyncEngine:
             applier.finish()
             result.moves = dict(applier.moves)
             pulled = [(s.source, s.kind, s.full) for s in plan.stats]
+            clock.lap("apply")
             if tracker:
                 tracker.phase("align")
             alignment = align(session, run_id, actor, plan.ambiguities, pulled)
+            clock.lap("align")
             # Standardization findings join the same queue, in the same transaction.
             alignment = rule_set.after_alignment(session, run_id, actor, alignment)
+            clock.lap("rules")
             result.mismatches = alignment.as_dict()
             result.mismatches_by_rule = alignment.by_rule
             if dry_run:
@@ -295,6 +308,7 @@ class SyncEngine:
             if before_commit is not None:
                 before_commit(session)
             session.commit()
+            clock.lap("commit")
             return result
         except BaseException as exc:
             session.rollback()
@@ -350,6 +364,7 @@ class SyncEngine:
             "ambiguous": result.ambiguous[:200],
             "plan": result.plan,
             "seconds": round(result.seconds, 3),
+            "phases": {name: round(seconds, 3) for name, seconds in result.phases.items()},
         }
         message = "; ".join(e.get("message", "") for e in result.errors) or None
         if result.status == "held":
@@ -404,6 +419,20 @@ def _both(first: ProgressFn | None, second: ProgressFn | None) -> ProgressFn | N
     return both
 
 
+class _PhaseClock:
+    """Writes the wall seconds since the previous lap into `phases[name]` (the run report's
+    phase breakdown: where a large run spends its time, e.g. alignment alone)."""
+
+    def __init__(self, phases: dict[str, float]) -> None:
+        self.phases = phases
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases[name] = self.phases.get(name, 0.0) + now - self.last
+        self.last = now
+
+
 @contextmanager
 def _cyclic_gc_paused() -> Iterator[None]:
     """A run allocates millions of short-lived acyclic objects while holding large indexes;
@@ -436,3 +465,4 @@ def _masked(raw: dict[str, Any]) -> dict[str, Any]:
 def _quarantine_view(q: Any) -> dict[str, Any]:
     return {"source": q.source, "kind": q.kind, "row": q.row, "field": q.field, "reason": q.reason,
             "record": _masked(q.raw)}
+

@@ -1,9 +1,10 @@
 """Planning: stream a source's pages through its mapping and diff them against stored state.
 
-For every record: map it (a MappingError quarantines it), compute its fingerprint, and compare it
-with the fingerprint its source link last saw. Unchanged records cost one dict lookup. Changed
-and new records are placed (correlated) and become plan items. After a full pull, the active
-links that were not seen become deactivations.
+For every record: compute its fingerprint and compare it with the fingerprint its source link
+last saw, map it (a MappingError quarantines it) — that first half is sync.read_ahead's
+Recogniser, which may run a page ahead in a child process. Unchanged records cost one dict
+lookup. Changed and new records are placed (correlated) and become plan items. After a full
+pull, the active links that were not seen become deactivations.
 """
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from connectors import Connector, SourceError
-from mappings import Mapping, MappingContext, MappingError
+from mappings import Mapping, MappingContext
 from records.crypto import FieldCipher
 from records.models import Activity, DuesPayment, Membership, OrgUnit, PartyOrg, Payroll, Performance, SourceLink
 from sync.config import SourceConfig
 from sync.correlate import PersonIndex
 from sync.fields import SENSITIVE_FIELDS, Fingerprinter
 from sync.plan import Ambiguity, Item, QuarantinedRecord, Ref, RunPlan, SourceKindStats
+from sync.read_ahead import DUPLICATE, RECORD, UNCHANGED, Recogniser, recognised_pages
 
 # Fields every record of a kind must have to be placed at all (last line of defence; mappings
 # normally catch these first, with the source's own column names).
@@ -57,6 +59,10 @@ def _activity_data(data: dict[str, Any]) -> dict[str, Any]:
     out = dict(data)
     out["activity_key"] = out.pop("id")
     return out
+
+
+def _same(data: dict[str, Any]) -> dict[str, Any]:
+    return data
 
 
 class Link(NamedTuple):
@@ -160,50 +166,40 @@ class Planner:
 
         stats.active_before = sum(1 for link in links.values() if link.active)
         # Unchanged records are recognised by the fingerprint of their RAW form, before mapping:
-        # a no-op re-sync costs a hash and a dict lookup per record.
-        by_fingerprint = {link.fingerprint: ext for ext, link in links.items() if link.active}
-        salt = self._salt(mapping, kind)
-        seen: set[str] = set()
-        protected: set[str] = set()
-        plan, context, fingerprint = self.plan, self.context, self.fingerprint.raw
-        required = REQUIRED.get(kind, ())
+        # a no-op re-sync costs a hash and a dict lookup per record. Recognising (fingerprint,
+        # mapping, keys) may run a page ahead in a child process (sync.read_ahead); planning and
+        # writing happen here, in the run's transaction.
+        recogniser = Recogniser(
+            kind=kind, mapping=mapping, context=self.context, salt=self._salt(mapping, kind),
+            fingerprint=self.fingerprint.raw,
+            by_fingerprint={link.fingerprint: ext for ext, link in links.items() if link.active},
+            required=REQUIRED.get(kind, ()), prepare=_activity_data if kind == "activities" else _same,
+            stored_key=self._stored_key, best_effort_key=lambda raw: self._best_effort_key(mapping, kind, raw),
+        )
+        seen, protected, plan = recogniser.seen, recogniser.protected, self.plan
         try:
-            for page in connector.read(kind, since=since):
-                for raw in page.records:
-                    stats.read += 1
-                    fp = fingerprint(raw, salt)
-                    ext = by_fingerprint.get(fp)
-                    if ext is not None and ext not in seen:
+            for outcomes, read, cursor in recognised_pages(connector, kind, since, recogniser):
+                stats.read += read
+                for outcome in outcomes:
+                    what, ext = outcome[0], outcome[1]
+                    if what == UNCHANGED:
                         seen.add(ext)
                         plan.count(kind, "unchanged")
-                        continue
-                    try:
-                        rec = mapping.map(kind, raw, context)
-                        data = _activity_data(rec.data) if kind == "activities" else rec.data
-                        missing = [f for f in required if not data.get(f)]
-                        if missing:
-                            raise MappingError("required field is empty", field=missing[0])
-                    except MappingError as exc:
-                        key = self._best_effort_key(mapping, kind, raw)
-                        if key:
+                    elif what == RECORD:
+                        seen.add(ext)
+                        _, _, data, key_field, fp = outcome
+                        link = links.get(ext)
+                        if link is not None and link.active and link.fingerprint == fp:
+                            plan.count(kind, "unchanged")
+                        else:
+                            self._plan_record(source.name, kind, ext, data, key_field, link, fp)
+                    else:
+                        _, key, raw, field, reason = outcome
+                        if key and reason != DUPLICATE:
                             protected.add(key)
-                        self._quarantine(source.name, kind, key, raw, exc.field, str(exc))
-                        continue
-                    ext = self._stored_key(rec.external_id, rec.key_field)
-                    if ext in seen:
-                        self._quarantine(
-                            source.name, kind, ext, raw, rec.key_field,
-                            "duplicate record key in this pull; the first one was used",
-                        )
-                        continue
-                    seen.add(ext)
-                    link = links.get(ext)
-                    if link is not None and link.active and link.fingerprint == fp:
-                        plan.count(kind, "unchanged")
-                        continue
-                    self._plan_record(source.name, kind, ext, data, rec.key_field, link, fp)
-                if page.cursor is not None:
-                    stats.cursor = page.cursor
+                        self._quarantine(source.name, kind, key, raw, field, reason)
+                if cursor is not None:
+                    stats.cursor = cursor
                 plan.flush()
                 if progress:
                     progress(source.name, kind, stats.read)
@@ -329,7 +325,7 @@ class Planner:
                 Item("create", kind, source, ext, Ref(adopted), label, data, fp, person=person.ref,
                      person_data={f: data[f] for f in MEMBER_PERSON_FIELDS if f in data}
                      | ({"employee_no": data["employee_no"]} if data.get("employee_no") else {}),
-                     creates_person=placement.is_new, person_has_staff=bool(person.staff_links),
+                     creates_person=placement.is_new, person_has_staff=bool(person.staff_sources),
                      entity_is_new=adopted is None, id_hash=id_hash)
             )
 

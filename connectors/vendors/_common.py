@@ -81,6 +81,7 @@ class VendorConnector(Connector):
     # Appended to protocol errors: what a non-JSON or code-less answer usually means.
     block_hint: ClassVar[str] = ""
     user_id_key: ClassVar[str] = "userid"  # the vendor-wide user id, for de-duplication
+    read_ahead: ClassVar[bool] = True  # HTTP only (connectors.base.Connector.read_ahead)
 
     # Injectable for tests: the back-off sleep (None = time.sleep) and the token clock.
     sleep: Callable[[float], None] | None = None
