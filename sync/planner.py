@@ -136,17 +136,22 @@ class Planner:
                 self._natural[kind] = {tuple(key): Ref(eid) for eid, *key in rows}
         return self._natural[kind]
 
-    def _links(self, source: str, kind: str) -> dict[str, Link]:
-        rows = self.session.execute(
-            select(
-                SourceLink.external_id,
-                SourceLink.id,
-                SourceLink.entity_id,
-                SourceLink.fingerprint,
-                SourceLink.active,
-            ).where(SourceLink.source == source, SourceLink.kind == kind)
-        )
-        return {ext: Link(lid, eid, fp, bool(active)) for ext, lid, eid, fp, active in rows}
+    def _links(self, source: str, kind: str, external_ids: list[str] | None = None) -> dict[str, Link]:
+        """The source's links of `kind`: all of them, or those of `external_ids`."""
+        query = select(
+            SourceLink.external_id,
+            SourceLink.id,
+            SourceLink.entity_id,
+            SourceLink.fingerprint,
+            SourceLink.active,
+        ).where(SourceLink.source == source, SourceLink.kind == kind)
+        if external_ids is None:
+            return {ext: Link(lid, eid, fp, bool(active)) for ext, lid, eid, fp, active in self.session.execute(query)}
+        out: dict[str, Link] = {}
+        for i in range(0, len(external_ids), 1000):
+            rows = self.session.execute(query.where(SourceLink.external_id.in_(external_ids[i:i + 1000])))
+            out.update({ext: Link(lid, eid, fp, bool(active)) for ext, lid, eid, fp, active in rows})
+        return out
 
     # -- one pull -----------------------------------------------------------------------------
 
@@ -162,7 +167,9 @@ class Planner:
         full = since is None
         stats = SourceKindStats(source=source.name, kind=kind, full=full)
         self.plan.stats.append(stats)
-        links = self._links(source.name, kind)
+        # A full pull compares against every link of the source (and deactivates the unseen); an
+        # incremental one looks up only the links of the records it got, page by page.
+        links = self._links(source.name, kind) if full else {}
 
         stats.active_before = sum(1 for link in links.values() if link.active)
         # Unchanged records are recognised by the fingerprint of their RAW form, before mapping:
@@ -180,6 +187,8 @@ class Planner:
         try:
             for outcomes, read, cursor in recognised_pages(connector, kind, since, recogniser):
                 stats.read += read
+                if not full:
+                    links = self._links(source.name, kind, [o[1] for o in outcomes if o[0] == RECORD])
                 for outcome in outcomes:
                     what, ext = outcome[0], outcome[1]
                     if what == UNCHANGED:
