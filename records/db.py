@@ -36,8 +36,15 @@ def make_engine(url: str, **kwargs) -> Engine:
         # REPEATABLE READ a run that waited for another's alignment would still read the old
         # snapshot and reconcile mismatches against it.
         kwargs.setdefault("isolation_level", "READ COMMITTED")
-    elif backend == "postgresql" and parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        if parsed.drivername == "postgresql+psycopg":
+            # No automatic server-side prepared statements: after five runs of one statement
+            # psycopg would prepare it, and PostgreSQL's generic plan for it ignores the values —
+            # an incremental pull's link lookup (`external_id IN (1 000 keys)`) became a scan
+            # of 1.4 million links per page, an API page hash-joined every membership.
+            kwargs.setdefault("connect_args", {"prepare_threshold": None})
     engine = create_engine(parsed, **kwargs)
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -63,10 +63,9 @@ def read_session() -> Iterator[Session]:
     On PostgreSQL in autocommit: its driver opens every transaction with a BEGIN round trip and
     the pool ends it with a ROLLBACK one, so a page took six (token and page, each between BEGIN
     and ROLLBACK) where two do. Readers see nothing different: under READ COMMITTED every
-    statement takes its own snapshot anyway. The driver's automatic prepared statements stay off
-    meanwhile, as they are in transactions (each ROLLBACK drops them): held on, they would give
-    PostgreSQL's generic plans a say, and a generic plan does not know the page's LIMIT
-    (is_member=true: a hash join over every membership, 55 ms instead of 0.3). SQLite's driver
+    statement takes its own snapshot anyway. (The driver's automatic prepared statements are
+    off for the whole engine, records.db.make_engine: a generic plan does not know the page's
+    LIMIT — is_member=true hash-joined every membership, 55 ms instead of 0.3.) SQLite's driver
     sends no BEGIN for reads, and switching a MariaDB connection to autocommit and back costs
     round trips of its own: both get the ordinary session.
     """
@@ -77,13 +76,8 @@ def read_session() -> Iterator[Session]:
         return
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        driver = conn.connection.driver_connection
-        threshold, driver.prepare_threshold = driver.prepare_threshold, None
-        try:
-            with Session(bind=conn, expire_on_commit=False) as s:
-                yield s
-        finally:
-            driver.prepare_threshold = threshold
+        with Session(bind=conn, expire_on_commit=False) as s:
+            yield s
 
 
 @dataclass
