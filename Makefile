@@ -4,7 +4,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN     = $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-scale clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ test: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.sync_bench --staff 100000
+
+# The 1 000 000-staff benchmark with its yardsticks (dlt, the bare floor) on SQLite; for
+# PostgreSQL add  ARGS=--database=postgresql://postgres@127.0.0.1:5432/dualline_scale
+bench-scale: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m benchmarks.scale_bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

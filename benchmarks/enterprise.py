@@ -178,8 +178,9 @@ class _Builder:
     """Builds one enterprise step by step; each step reads what the earlier ones made."""
 
     def __init__(self, rng: random.Random, staff: int, departments: int, subsidiaries: int,
-                 member_ratio: float) -> None:
+                 member_ratio: float, branch_staff: tuple[int, int] = (25, 55)) -> None:
         self.rng = rng
+        self.branch_staff = branch_staff
         self.n_staff = staff
         self.n_departments = departments
         self.n_subsidiaries = subsidiaries
@@ -421,16 +422,16 @@ class _Builder:
         self.expected = expected_branches(self.units, self.party_orgs)
 
     def coverage_groups(self, departments: list[Record], in_service: dict[str, int]) -> list[list[Record]]:
-        """Consecutive departments gathered until a branch has ~40 staff (25–55)."""
+        """Consecutive departments gathered until a branch has ~40 staff (25–55 by default)."""
         groups: list[list[Record]] = []
         current: list[Record] = []
-        size, target = 0, self.rng.randint(25, 55)
+        size, target = 0, self.rng.randint(*self.branch_staff)
         for dept in departments:
             current.append(dept)
             size += in_service[dept["code"]]
             if size >= target:
                 groups.append(current)
-                current, size, target = [], 0, self.rng.randint(25, 55)
+                current, size, target = [], 0, self.rng.randint(*self.branch_staff)
         if current:
             if groups and size < 15:
                 groups[-1].extend(current)
@@ -690,17 +691,19 @@ def _manager_title(unit_name: str, role: str) -> str:
 
 
 def generate(staff: int = 2000, departments: int | None = None, subsidiaries: int = 3,
-             member_ratio: float = 0.35, seed: int = 1, plant: bool = True) -> Enterprise:
+             member_ratio: float = 0.35, seed: int = 1, plant: bool = True,
+             branch_staff: tuple[int, int] = (25, 55)) -> Enterprise:
     """Build a synthetic enterprise; the same arguments always give the same records.
 
     `staff` counts staff records (in service, retired and leavers); `departments` defaults to one
-    per 30 staff (at least four per company). With `plant` the records carry several of every
-    mismatch rule (count grows with size) and some quarantine noise.
+    per 30 staff (at least four per company); a branch gathers consecutive departments until it
+    covers `branch_staff` in-service staff (a random target in that range). With `plant` the
+    records carry several of every mismatch rule (count grows with size) and some quarantine noise.
     """
     if staff < (300 if plant else 1):
         raise ValueError("plant=True needs at least 300 staff")
     n_departments = departments if departments is not None else max(4 * (subsidiaries + 1), staff // 30)
-    builder = _Builder(random.Random(seed), staff, n_departments, subsidiaries, member_ratio)
+    builder = _Builder(random.Random(seed), staff, n_departments, subsidiaries, member_ratio, branch_staff)
     builder.build_units()
     builder.build_staff()
     builder.assign_managers()
@@ -711,6 +714,7 @@ def generate(staff: int = 2000, departments: int | None = None, subsidiaries: in
     builder.finish_party_orgs()
     members = [r for r in builder.members if id(r) not in builder.dropped]
     params = {"staff": staff, "departments": n_departments, "subsidiaries": subsidiaries,
+              "branch_staff": list(branch_staff),
               "member_ratio": member_ratio, "seed": seed, "plant": plant,
               "reference_date": REFERENCE_DATE.isoformat()}
     return Enterprise(

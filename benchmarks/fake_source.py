@@ -5,16 +5,21 @@
         # {"data": [...], "page": 1, "total_pages": 4, "total": 2000}
 
 Routes: ``GET /org_units``, ``/staff``, ``/party_orgs`` (``covers`` as a ';'-joined string),
-``/party_members``, ``/performance`` with ``page`` (from 1) and ``page_size`` (default 1000). The
+``/party_members``, ``/performance`` with ``page`` (from 1) and ``page_size`` (default 1000).
+With ``incremental=True`` every record carries ``modified`` (when it last changed: records that
+`Enterprise.mutate` left alone keep their stamp) and ``modified_since=…`` lists only the records
+modified after that stamp, as a source with a delta API does. The
 pages are serialized to bytes up front (and again after `Enterprise.mutate`), so a benchmark
 measures the engine, not this server. `fail()` injects the faults real sources show: an HTML
 error page with status 200, a body cut off mid-JSON, a short page, an empty answer, a 500.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -36,21 +41,31 @@ def _wire(kind: str, record: Record) -> Record:
     return record
 
 
+def _digest(kind: str, record: Record) -> str:
+    """What identifies a record's content (for its `modified` stamp)."""
+    return kind + hashlib.blake2b(json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8"),
+                                  digest_size=16).hexdigest()
+
+
 def _body(data: list[Record], page: int, total_pages: int, total: int) -> bytes:
     return json.dumps({"data": data, "page": page, "total_pages": total_pages, "total": total},
                       ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 class _Pages:
-    """Pre-serialized pages of every kind for one page size."""
+    """Pre-serialized pages of every kind for one page size (`stamp`: the `modified` stamp of
+    each wire record, for an incremental source)."""
 
-    def __init__(self, enterprise: Enterprise, page_size: int) -> None:
+    def __init__(self, enterprise: Enterprise, page_size: int,
+                 stamp: Callable[[str, Record], str] | None = None) -> None:
         self.page_size = page_size
         self.bodies: dict[str, list[bytes]] = {}
         self.records: dict[str, list[list[Record]]] = {}
         self.totals: dict[str, int] = {}
         for kind in KINDS:
             records = [_wire(kind, r) for r in enterprise.records(kind)]
+            if stamp is not None:
+                records = [{**r, "modified": stamp(kind, r)} for r in records]
             chunks = [records[i:i + page_size] for i in range(0, len(records), page_size)]
             self.records[kind] = chunks
             self.totals[kind] = len(records)
@@ -72,15 +87,21 @@ class FakeSource(LocalHttpServer):
 
     thread_name = "fake-source"
 
-    def __init__(self, enterprise: Enterprise, page_size: int = 1000, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, enterprise: Enterprise, page_size: int = 1000, host: str = "127.0.0.1", port: int = 0,
+                 incremental: bool = False) -> None:
         self.enterprise = enterprise
         self.default_page_size = page_size
+        self.incremental = incremental
         self.hits: Counter[str] = Counter()
         super().__init__(host, port)
         self._lock = threading.Lock()
         self._pages: dict[int, _Pages] = {}
         self._version = -1
         self._failures: dict[tuple[str, int | None], list[Any]] = {}
+        # Incremental: each record's `modified` stamp, by the digest of its content, so that a
+        # record mutate() left alone keeps it; and the delta pages served per (kind, since, size).
+        self._stamps: dict[str, str] = {}
+        self._deltas: dict[tuple[str, str, int], tuple[list[bytes], int]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -95,10 +116,42 @@ class FakeSource(LocalHttpServer):
         with self._lock:
             if self._version != self.enterprise.version:
                 self._pages.clear()
+                self._deltas.clear()
                 self._version = self.enterprise.version
+                if self.incremental:
+                    self._restamp()
             if page_size not in self._pages:
-                self._pages[page_size] = _Pages(self.enterprise, page_size)
+                self._pages[page_size] = _Pages(self.enterprise, page_size,
+                                                self._stamp_of if self.incremental else None)
             return self._pages[page_size]
+
+    def _restamp(self) -> None:
+        """Records whose content is new in this version of the enterprise get its stamp."""
+        now = f"2026-01-01T00:{self._version // 60 % 60:02d}:{self._version % 60:02d}"
+        stamps: dict[str, str] = {}
+        for kind in KINDS:
+            for record in self.enterprise.records(kind):
+                digest = _digest(kind, _wire(kind, record))
+                stamps[digest] = self._stamps.get(digest, now)
+        self._stamps = stamps
+
+    def _stamp_of(self, kind: str, record: Record) -> str:
+        return self._stamps[_digest(kind, record)]
+
+    def delta(self, kind: str, since: str, page: int, page_size: int) -> bytes:
+        """A page of the records of `kind` modified after `since`."""
+        pages = self.pages(page_size)
+        with self._lock:
+            key = (kind, since, page_size)
+            if key not in self._deltas:
+                changed = [r for chunk in pages.records[kind] for r in chunk if r["modified"] > since]
+                chunks = [changed[i:i + page_size] for i in range(0, len(changed), page_size)]
+                self._deltas[key] = ([_body(c, n, len(chunks), len(changed)) for n, c in enumerate(chunks, 1)],
+                                     len(changed))
+            bodies, total = self._deltas[key]
+        if 1 <= page <= len(bodies):
+            return bodies[page - 1]
+        return _body([], page, len(bodies), total)  # past the end (or nothing changed): an empty page
 
     def fail(self, kind: str, mode: str, page: int | None = None, times: int | None = None) -> None:
         """Make `kind` misbehave on `page` (every page when None), `times` times (forever when None).
@@ -131,9 +184,11 @@ class FakeSource(LocalHttpServer):
                     return mode, key[1] is None
         return None
 
-    def respond(self, kind: str, page: int, page_size: int) -> tuple[int, str, bytes]:
-        """(status, content type, body) for one page request."""
+    def respond(self, kind: str, page: int, page_size: int, since: str | None = None) -> tuple[int, str, bytes]:
+        """(status, content type, body) for one page request (`since`: `modified_since`)."""
         self.hits[kind] += 1
+        if since is not None and self.incremental:
+            return 200, "application/json", self.delta(kind, since, page, page_size)
         pages = self.pages(page_size)
         fault = self._failure(kind, page)
         mode, whole_kind = fault if fault else (None, False)
@@ -175,7 +230,8 @@ def _handler_for(source: FakeSource) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 self._send(400, "application/json", b'{"error": "page and page_size must be positive integers"}')
                 return
-            self._send(*source.respond(kind, page, page_size))
+            since = query.get("modified_since", [None])[0]
+            self._send(*source.respond(kind, page, page_size, since))
 
         def _send(self, status: int, content_type: str, body: bytes) -> None:
             self.send_response(status)

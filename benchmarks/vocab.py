@@ -126,9 +126,17 @@ _DIGITS = "零一二三四五六七八九"
 
 
 def chinese_number(n: int) -> str:
-    """1 → 一, 12 → 十二, 30 → 三十, 105 → 一百零五 (1 ≤ n ≤ 9999), as unit names spell them."""
-    if not 0 < n < 10000:
+    """1 → 一, 12 → 十二, 30 → 三十, 105 → 一百零五, 10 200 → 一万零二百 (1 ≤ n < 10⁸), as unit
+    names spell them (the 1 000 000-staff benchmark numbers tens of thousands of work areas)."""
+    if not 0 < n < 100_000_000:
         raise ValueError(n)
+    if n >= 10000:
+        high, low = divmod(n, 10000)
+        head = chinese_number(high) + "万"
+        if not low:
+            return head
+        return head + ("零" if low < 1000 else "") + (chinese_number(low) if low >= 20 or low < 10
+                                                     else "一" + chinese_number(low))
     if n < 10:
         return _DIGITS[n]
     if n < 20:

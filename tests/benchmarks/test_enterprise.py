@@ -199,3 +199,32 @@ def test_fake_source_serves_mutations() -> None:
         enterprise.mutate(fraction=0.05, seed=1)
         after = requests.get(f"{source.url}/staff").json()["data"]
         assert after == enterprise.staff and after != before
+
+
+def test_incremental_fake_serves_only_what_mutate_changed() -> None:
+    """FakeSource(incremental=True): every record carries `modified`; after a mutation,
+    `modified_since` the first stamp lists exactly the records whose content changed."""
+    enterprise = generate(staff=600, seed=4)
+    with FakeSource(enterprise, page_size=100, incremental=True) as source:
+        def get(kind: str, **params: object) -> list[dict]:
+            out, page = [], 1
+            while True:
+                body = requests.get(f"{source.url}/{kind}", params={"page": page, "page_size": 100, **params},
+                                    timeout=10).json()
+                out += body["data"]
+                if page >= body["total_pages"]:
+                    return out
+                page += 1
+
+        before = {r["employee_no"]: r for r in get("staff")}
+        stamp = max(r["modified"] for r in before.values())
+        assert get("staff", modified_since=stamp) == []
+        changed = enterprise.mutate(fraction=0.05, seed=2)
+        after = {r["employee_no"]: r for r in get("staff")}
+        delta = get("staff", modified_since=stamp)
+        differs = {k for k, r in after.items()
+                   if {f: v for f, v in r.items() if f != "modified"}
+                   != {f: v for f, v in before.get(k, {}).items() if f != "modified"}}
+        assert sum(changed.values()) and differs
+        assert {r["employee_no"] for r in delta} == differs
+        assert all(after[k]["modified"] == before[k]["modified"] for k in after.keys() - differs)
