@@ -231,7 +231,9 @@ def _handler_for(source: FakeSource) -> type[BaseHTTPRequestHandler]:
                 self._send(400, "application/json", b'{"error": "page and page_size must be positive integers"}')
                 return
             since = query.get("modified_since", [None])[0]
-            self._send(*source.respond(kind, page, page_size, since))
+            # Only a delta request passes `since`: tests wrap respond(kind, page, page_size).
+            self._send(*(source.respond(kind, page, page_size) if since is None
+                         else source.respond(kind, page, page_size, since)))
 
         def _send(self, status: int, content_type: str, body: bytes) -> None:
             self.send_response(status)

@@ -44,10 +44,10 @@ class SlowFakeSource(FakeSource):
         super().__init__(*args, **kwargs)
         self.latency = latency
 
-    def respond(self, kind: str, page: int, page_size: int) -> tuple[int, str, bytes]:
+    def respond(self, kind: str, page: int, page_size: int, since: str | None = None) -> tuple[int, str, bytes]:
         if self.latency:
             time.sleep(self.latency)
-        return super().respond(kind, page, page_size)
+        return super().respond(kind, page, page_size, since)
 
 
 def start_worker(env: dict[str, str], concurrency: int = 1) -> tuple[subprocess.Popen[str], list[str]]:
