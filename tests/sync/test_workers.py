@@ -1,7 +1,8 @@
 """Distributed runs with real Celery workers (`dualline worker` processes) on Redis and RabbitMQ.
 
 A partitioned run must leave exactly the database a single-process run leaves; a worker killed
-mid-run must leave the sources free for the next run, which completes with the same data.
+mid-run — while fetching, or inside the apply's transaction — must leave the sources free for the
+next run, which completes with the same data.
 Locally a missing broker skips; in CI (CI=true) it fails, like the database servers.
 """
 from __future__ import annotations
@@ -245,6 +246,47 @@ def test_killed_worker_frees_the_sources_and_the_next_run_completes(tmp_path: Pa
     assert statuses[0][1] == "failed", statuses
     assert "interrupted" in (statuses[0][2] or "") or "lost" in (statuses[0][2] or ""), statuses
     assert statuses[-1][1] == "succeeded"
+    assert snapshot(url) == expected
+    assert staged_rows(url) == 0
+
+
+@pytest.mark.slow
+def test_worker_killed_during_the_apply_leaves_nothing_and_the_next_run_completes(tmp_path: Path) -> None:
+    """SIGKILL of the worker while it runs the apply task (plan, guard, apply, alignment: one
+    transaction): nothing of the run is committed, its lease runs out, the next run completes
+    and the data equals an uninterrupted single-process run."""
+    broker = _broker("redis")
+    enterprise = generate(staff=6000, seed=11)
+    with FakeSource(enterprise, page_size=500) as source:
+        expected = single_process_snapshot(tmp_path, source.url)
+        url = f"sqlite:///{tmp_path / 'distributed.db'}"
+        config = site_config(tmp_path / "dist", source.url, url, broker, page_size=500, partitions=2, ttl=2.0)
+        init_database(url)
+        worker = Worker(config, concurrency=1)
+        env = dict(os.environ, DUALLINE_CONFIG=str(config))
+        client = subprocess.Popen(DUALLINE + ["sync", "--distributed", "--json"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 90
+            while not any("dualline.apply[" in line and "received" in line for line in worker.output):
+                assert time.monotonic() < deadline and client.poll() is None, worker.log[-3000:]
+                time.sleep(0.02)
+            time.sleep(0.3)  # inside the apply's transaction (it takes seconds for 6 000 staff)
+            worker.kill()
+        finally:
+            client.kill()
+            client.wait()
+        assert [status for _, status, _ in runs(url)] == ["running"], worker.log[-3000:]
+        assert snapshot(url)["persons"] == []  # nothing of the killed apply was committed
+        time.sleep(2.5)  # the lease runs out
+        second = Worker(config, concurrency=2)
+        try:
+            done = run_cli(config, "sync", "--distributed", "--json")
+        finally:
+            second.stop()
+    assert done.returncode == 0, done.stdout + done.stderr + second.log[-3000:]
+    statuses = runs(url)
+    assert statuses[0][1] == "failed" and statuses[-1][1] == "succeeded", statuses
     assert snapshot(url) == expected
     assert staged_rows(url) == 0
 
