@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -72,8 +72,9 @@ def _all(index: dict[str, _Entry], key: str) -> list[PersonFacts] | tuple[Person
     return found if isinstance(found, list) else (found,)
 
 
-def _text(value: str | None) -> str | None:
-    return sys.intern(value) if value else value
+def _text(value: Any) -> Any:
+    """The interned string (one copy of each repeated name or date); anything else as it is."""
+    return sys.intern(value) if value and value.__class__ is str else value
 
 
 class PersonIndex:
