@@ -292,6 +292,9 @@ class SyncRun(Base):
     # While the run goes on: phase and records fetched per source and kind, written every second
     # or two on a short connection of its own (sync.progress); the console polls it.
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The change feed's last `seq` this run's alignment had seen (its own changes aside): the
+    # next incremental run re-aligns only what changed after it (sync.alignment.changed_scope).
+    aligned_seq: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class WriterTransaction(FunctionElement[int]):

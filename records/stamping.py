@@ -116,6 +116,13 @@ def stage_changes(conn: Connection) -> str:
     return STAGED_CHANGES
 
 
+def unstamped_change_tables(conn: Connection) -> list[str]:
+    """Where this transaction's change rows without a `seq` yet are: `changes` (rows there with
+    `seq` NULL are this transaction's: others stamp theirs before they commit) and, on PostgreSQL
+    after `stage_changes`, the staging table."""
+    return ["changes"] + ([STAGED_CHANGES] if conn.info.get(_STAGED_FLAG) else [])
+
+
 def mark_changes_pending(conn: Connection) -> None:
     """This transaction wrote change rows: stamp them at its COMMIT. Inserts through SQLAlchemy
     are noticed by themselves; a writer that bypasses the cursor (COPY) calls this."""

@@ -6,6 +6,10 @@ per person. Reconciliation then walks only the mismatches (found and already rec
   * a live mismatch whose violation is gone closes by itself (state `closed` for open ones; a
     person's decision — resolved / ignored — keeps its state and gets `closed_at`);
   * an ignored or resolved one whose inputs changed (or whose accepted exception expired) reopens.
+A run without `--full` re-aligns only what the changes since the last alignment can affect
+(`changed_scope`, from the change feed): the persons and org units they touch, directly or
+through the org trees and coverage; every other live mismatch stays as it is. A `--full` run, a
+first run, or a change too wide to be worth it (`SCOPED_LIMIT`) re-aligns everything.
 Rules (DESIGN.md "Mismatch rule ids"):
   branch_mismatch, missing_membership, orphan_membership, status_conflict, join_date_conflict,
   uncovered_unit — here; ambiguous_match — from correlation, reconciled per pulled source & kind.
@@ -18,11 +22,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, delete, event, insert, select, text, update
+from sqlalchemy import Connection, bindparam, delete, event, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import Pool
 
-from records.models import Change, ExpectedBranch, Mismatch, utcnow
+from records.models import Change, ExpectedBranch, Membership, Mismatch, OrgUnit, PartyOrg, Person, SyncRun, utcnow
+from records.stamping import unstamped_change_tables
 from sync.plan import Ambiguity
 
 DUAL_LINE_RULES = (
@@ -77,6 +82,10 @@ class AlignmentResult:
     reopened: int = 0
     open: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)
+    # The change feed position this alignment accounted for (sync_runs.aligned_seq), and how
+    # many subjects an incremental alignment re-examined (None: it examined everything).
+    aligned_seq: int | None = None
+    scoped_subjects: int | None = None
 
     def as_dict(self) -> dict[str, int]:
         return {"opened": self.opened, "closed": self.closed, "open": self.open}
@@ -106,18 +115,147 @@ SELECT unit_code, MIN(branch_code), MIN(via_unit_code) FROM expected GROUP BY un
 """
 
 
-def refresh_expected_branches(session: Session) -> int:
+def refresh_expected_branches(session: Session) -> set[str]:
     """Recompute every org unit's expected branch: the branch covering its nearest covered
-    ancestor-or-self (committee and general-branch coverage describe scope only)."""
+    ancestor-or-self (committee and general-branch coverage describe scope only). Only the rows
+    that differ are rewritten; returns the codes of the units whose expected branch changed."""
     conn = session.connection()
-    rows = [
-        {"org_unit_code": u, "branch_code": b, "via_unit_code": v}
-        for u, b, v in conn.execute(text(_EXPECTED_SQL), {"yes": True})
-    ]
-    conn.execute(delete(ExpectedBranch.__table__))
-    for i in range(0, len(rows), 2000):
-        conn.execute(insert(ExpectedBranch.__table__), rows[i : i + 2000])
-    return len(rows)
+    table = ExpectedBranch.__table__
+    now = {u: (b, v) for u, b, v in conn.execute(text(_EXPECTED_SQL), {"yes": True})}
+    before = {u: (b, v) for u, b, v in conn.execute(
+        select(table.c.org_unit_code, table.c.branch_code, table.c.via_unit_code))}
+    gone = [u for u, row in before.items() if now.get(u) != row]
+    added = [{"org_unit_code": u, "branch_code": b, "via_unit_code": v}
+             for u, (b, v) in now.items() if before.get(u) != (b, v)]
+    for i in range(0, len(gone), _CHUNK):
+        conn.execute(delete(table).where(table.c.org_unit_code.in_(gone[i : i + _CHUNK])))
+    for i in range(0, len(added), 2000):
+        conn.execute(insert(table), added[i : i + 2000])
+    return set(gone) | {row["org_unit_code"] for row in added}
+
+
+# --- what changed since the last alignment ---------------------------------------------------
+
+# Entities whose changes can move a dual-line finding (coverage edits are recorded as party_org).
+ALIGNMENT_ENTITIES = ("person", "membership", "org_unit", "party_org")
+# Beyond this many persons to re-examine, the whole-enterprise statements cost less than looking
+# them up by id (and a change that wide is a reorganisation: worth a complete look).
+SCOPED_LIMIT = 50_000
+_CHUNK = 5000
+
+
+@dataclass
+class AlignmentScope:
+    """The subjects an incremental alignment re-examines."""
+
+    persons: set[int]
+    units: set[str]
+
+    def subject_keys(self) -> set[str]:
+        return {f"person:{p}" for p in self.persons} | {f"org_unit:{u}" for u in self.units}
+
+
+def feed_position(session: Session) -> int:
+    """The change feed's last stamped `seq` as this transaction sees it: every change at or below
+    it is visible here (seq follows commit order), so an alignment now accounts for all of them."""
+    return session.connection().execute(select(func.coalesce(func.max(Change.seq), 0))).scalar_one()
+
+
+def last_aligned_seq(session: Session) -> int | None:
+    """How far into the feed the alignments committed so far have looked (None: never)."""
+    return session.connection().execute(
+        select(func.max(SyncRun.aligned_seq)).where(SyncRun.status == "succeeded")).scalar()
+
+
+def _in_chunks(conn: Connection, query: Any, column: Any, values: Iterable[Any]) -> list[Any]:
+    values = list(values)
+    out: list[Any] = []
+    for i in range(0, len(values), _CHUNK):
+        out.extend(conn.execute(query.where(column.in_(values[i : i + _CHUNK]))))
+    return out
+
+
+def _changed_rows(conn: Connection, since: int) -> list[tuple[str, int, Any]]:
+    """(entity, entity_id, changed) of the alignment inputs changed after `since` (less those of
+    runs that aligned them already) and of this transaction, stamped or not yet."""
+    changes, runs = Change.__table__, SyncRun.__table__
+    columns = (changes.c.entity, changes.c.entity_id, changes.c.changed)
+    inputs = changes.c.entity.in_(ALIGNMENT_ENTITIES)
+    aligned_runs = select(runs.c.id).where(runs.c.aligned_seq.is_not(None))
+    not_aligned = or_(changes.c.run_id.is_(None), changes.c.run_id.not_in(aligned_runs))
+    rows = list(conn.execute(select(*columns).where(changes.c.seq > since, inputs, not_aligned)))
+    for table in unstamped_change_tables(conn):
+        staged = text(f"SELECT entity, entity_id, changed FROM {table} "
+                      "WHERE seq IS NULL AND entity IN :entities").bindparams(bindparam("entities", expanding=True))
+        rows.extend(conn.execute(staged, {"entities": list(ALIGNMENT_ENTITIES)}))
+    return [(entity, entity_id, json.loads(changed) if isinstance(changed, str) else (changed or {}))
+            for entity, entity_id, changed in rows]
+
+
+def _before(changed: dict[str, Any], name: str) -> Any:
+    pair = changed.get(name)
+    return pair[0] if isinstance(pair, list) and pair else None
+
+
+def changed_scope(session: Session, since: int) -> AlignmentScope | None:
+    """What the changes after feed position `since` can affect, or None when re-aligning
+    everything costs less. A person counts when they, one of their memberships, their org unit
+    or a party org they belong to changed; an org unit when one of its people did, or its
+    expected branch (org-unit or party-org tree, coverage) or name changed."""
+    conn = session.connection()
+    rows = _changed_rows(conn, since)
+    if len(rows) > 2 * SCOPED_LIMIT:
+        return None
+    persons: set[int] = set()
+    units: set[str] = set()
+    ids: dict[str, set[int]] = {"membership": set(), "org_unit": set(), "party_org": set()}
+    for entity, entity_id, changed in rows:
+        if entity == "person":
+            persons.add(entity_id)
+            if _before(changed, "org_unit_code"):
+                units.add(_before(changed, "org_unit_code"))  # the unit they left
+        else:
+            ids[entity].add(entity_id)
+            if entity == "membership" and isinstance(_before(changed, "person_id"), int):
+                persons.add(_before(changed, "person_id"))
+    memberships, persons_table = Membership.__table__, Person.__table__
+    persons.update(pid for (pid,) in _in_chunks(
+        conn, select(memberships.c.person_id), memberships.c.id, ids["membership"]) if pid is not None)
+    # Units whose every person is re-examined: their expected branch, or what findings say of
+    # the unit or its branch (names), changed.
+    whole_units: set[str] = set()
+    if ids["org_unit"] or ids["party_org"]:
+        whole_units.update(refresh_expected_branches(session))
+        whole_units.update(code for (code,) in _in_chunks(
+            conn, select(OrgUnit.__table__.c.code), OrgUnit.__table__.c.id, ids["org_unit"]))
+        org_codes = [code for (code,) in _in_chunks(
+            conn, select(PartyOrg.__table__.c.code), PartyOrg.__table__.c.id, ids["party_org"])]
+        expected = ExpectedBranch.__table__
+        whole_units.update(u for (u,) in _in_chunks(
+            conn, select(expected.c.org_unit_code), expected.c.branch_code, org_codes))
+        persons.update(p for (p,) in _in_chunks(
+            conn, select(memberships.c.person_id), memberships.c.party_org_code, org_codes) if p is not None)
+    # Live findings whose accepted exception has expired reopen, wherever they are.
+    mismatches = Mismatch.__table__
+    for (key,) in conn.execute(select(mismatches.c.subject_key).where(
+            mismatches.c.rule.in_(DUAL_LINE_RULES), mismatches.c.closed_at.is_(None),
+            mismatches.c.expires_at <= utcnow())):
+        kind, _, value = key.partition(":")
+        if kind == "person" and value.isdigit():
+            persons.add(int(value))
+        elif kind == "org_unit":
+            units.add(value)
+    if len(whole_units) > SCOPED_LIMIT:
+        return None
+    persons.update(p for (p,) in _in_chunks(
+        conn, select(persons_table.c.id), persons_table.c.org_unit_code, whole_units))
+    if len(persons) > SCOPED_LIMIT:
+        return None
+    # A unit's uncovered_unit finding counts its people: re-examined when one of them changed.
+    units.update(whole_units)
+    units.update(u for (u,) in _in_chunks(
+        conn, select(persons_table.c.org_unit_code), persons_table.c.id, persons) if u is not None)
+    return AlignmentScope(persons=persons, units=units)
 
 
 # --- rule detection ------------------------------------------------------------------------
@@ -169,12 +307,27 @@ _MEMBERSHIP_JOIN = f"""
 _MEMBERSHIP_COLUMNS = "m.id AS mid, m.party_org_code, o.name AS party_org_name, m.category, m.joined_on"
 
 
-def detect(session: Session) -> list[Violation]:
+_ONLY = "/*only*/"  # where a scoped detection narrows a statement to its subjects
+
+
+def _scoped_rows(conn: Connection, sql: str, scope: AlignmentScope | None, by_unit: bool = False) -> Iterable[Any]:
+    """Rows of `sql` over the whole database, or with a scope only those of its persons (by
+    `p.id`) or, `by_unit`, of its org units (by `p.org_unit_code`), a chunk of them at a time."""
+    if scope is None:
+        yield from conn.execute(text(sql.replace(_ONLY, "")), {"yes": True})
+        return
+    column, values = ("p.org_unit_code", sorted(scope.units)) if by_unit else ("p.id", sorted(scope.persons))
+    stmt = text(sql.replace(_ONLY, f"AND {column} IN :only")).bindparams(bindparam("only", expanding=True))
+    for i in range(0, len(values), _CHUNK):
+        yield from conn.execute(stmt, {"yes": True, "only": values[i : i + _CHUNK]})
+
+
+def detect(session: Session, scope: AlignmentScope | None = None) -> list[Violation]:
+    """Every dual-line violation, or with `scope` those of its persons and org units."""
     conn = session.connection()
-    yes = {"yes": True}
     found: list[Violation] = []
 
-    for row in conn.execute(text(f"""
+    for row in _scoped_rows(conn, f"""
         SELECT {_PERSON_COLUMNS}, {_MEMBERSHIP_COLUMNS}, e.branch_code, e.via_unit_code,
                xb.name AS expected_name, u.name AS unit_name
         FROM persons p {_MEMBERSHIP_JOIN}
@@ -182,8 +335,8 @@ def detect(session: Session) -> list[Violation]:
         LEFT JOIN party_orgs xb ON xb.code = e.branch_code
         LEFT JOIN org_units u ON u.code = p.org_unit_code
         WHERE {_IN_SERVICE_SQL}
-          AND (m.party_org_code IS NULL OR m.party_org_code <> e.branch_code)
-    """), yes):
+          AND (m.party_org_code IS NULL OR m.party_org_code <> e.branch_code) {_ONLY}
+    """, scope):
         found.append(_person_violation(
             "branch_mismatch", row,
             _membership_details(row) | {
@@ -195,7 +348,7 @@ def detect(session: Session) -> list[Violation]:
             org_unit_code=row.org_unit_code,
         ))
 
-    for row in conn.execute(text(f"""
+    for row in _scoped_rows(conn, f"""
         SELECT p.org_unit_code AS code, u.id AS unit_id, u.name AS unit_name,
                COUNT(DISTINCT p.id) AS people
         FROM persons p
@@ -203,9 +356,9 @@ def detect(session: Session) -> list[Violation]:
         LEFT JOIN org_units u ON u.code = p.org_unit_code
         WHERE {_IN_SERVICE_SQL} AND p.org_unit_code IS NOT NULL AND e.org_unit_code IS NULL
           AND (p.political_status IN ('01', '02') OR EXISTS (
-                SELECT 1 FROM memberships m WHERE m.person_id = p.id AND {_ACTIVE_MEMBERSHIP_SQL}))
+                SELECT 1 FROM memberships m WHERE m.person_id = p.id AND {_ACTIVE_MEMBERSHIP_SQL})) {_ONLY}
         GROUP BY p.org_unit_code, u.id, u.name
-    """), yes):
+    """, scope, by_unit=True):
         found.append(Violation(
             rule="uncovered_unit", subject_key=f"org_unit:{row.code}", subject_type="org_unit",
             subject_id=row.unit_id, label=row.unit_name or row.code,
@@ -213,51 +366,51 @@ def detect(session: Session) -> list[Violation]:
             org_unit_code=row.code,
         ))
 
-    for row in conn.execute(text(f"""
+    for row in _scoped_rows(conn, f"""
         SELECT {_PERSON_COLUMNS}, e.branch_code, xb.name AS expected_name
         FROM persons p
         LEFT JOIN expected_branches e ON e.org_unit_code = p.org_unit_code
         LEFT JOIN party_orgs xb ON xb.code = e.branch_code
         WHERE {_IN_SERVICE_SQL} AND p.political_status IN ('01', '02')
-          AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.person_id = p.id AND {_ACTIVE_MEMBERSHIP_SQL})
-    """), yes):
+          AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.person_id = p.id AND {_ACTIVE_MEMBERSHIP_SQL}) {_ONLY}
+    """, scope):
         found.append(_person_violation(
             "missing_membership", row,
             {"expected": {"party_org_code": row.branch_code, "party_org_name": row.expected_name}},
             party_org_code=row.branch_code, org_unit_code=row.org_unit_code,
         ))
 
-    for row in conn.execute(text(f"""
+    for row in _scoped_rows(conn, f"""
         SELECT {_PERSON_COLUMNS}, {_MEMBERSHIP_COLUMNS}, p.staff_active
         FROM persons p {_MEMBERSHIP_JOIN}
         WHERE NOT ({_IN_SERVICE_SQL})
-          AND NOT (p.staff_active = :yes AND p.employment_status = 'retired' AND o.retirees = :yes)
-    """), yes):
+          AND NOT (p.staff_active = :yes AND p.employment_status = 'retired' AND o.retirees = :yes) {_ONLY}
+    """, scope):
         why = "no_staff_record" if not row.staff_active else f"employment_status_{row.employment_status}"
         found.append(_person_violation(
             "orphan_membership", row, _membership_details(row) | {"why": why},
             party_org_code=row.party_org_code, org_unit_code=row.org_unit_code,
         ))
 
-    for row in conn.execute(text(f"""
+    for row in _scoped_rows(conn, f"""
         SELECT {_PERSON_COLUMNS}, {_MEMBERSHIP_COLUMNS}
         FROM persons p {_MEMBERSHIP_JOIN}
         WHERE {_IN_SERVICE_SQL} AND p.political_status IS NOT NULL AND (
               (p.political_status = '01' AND m.category = 'probationary')
            OR (p.political_status = '02' AND m.category = 'full')
-           OR p.political_status NOT IN ('01', '02'))
-    """), yes):
+           OR p.political_status NOT IN ('01', '02')) {_ONLY}
+    """, scope):
         found.append(_person_violation(
             "status_conflict", row, _membership_details(row),
             party_org_code=row.party_org_code, org_unit_code=row.org_unit_code,
         ))
 
-    for row in conn.execute(text(f"""
+    for row in _scoped_rows(conn, f"""
         SELECT {_PERSON_COLUMNS}, {_MEMBERSHIP_COLUMNS}, p.party_joined_on
         FROM persons p {_MEMBERSHIP_JOIN}
         WHERE p.party_joined_on IS NOT NULL AND m.joined_on IS NOT NULL
-          AND p.party_joined_on <> m.joined_on
-    """), yes):
+          AND p.party_joined_on <> m.joined_on {_ONLY}
+    """, scope):
         found.append(_person_violation(
             "join_date_conflict", row,
             _membership_details(row) | {"hr_party_joined_on": str(row.party_joined_on)},
@@ -298,18 +451,20 @@ class Reconciler:
         self._changes: list[dict[str, Any]] = []
 
     def reconcile(self, violations: list[Violation], rules: Iterable[str],
-                  scope_prefixes: Iterable[str] | None = None) -> None:
+                  scope_prefixes: Iterable[str] | None = None, subjects: set[str] | None = None) -> None:
         """Reconcile `rules`; with `scope_prefixes`, only subjects whose key starts with one of
-        them may close (an incremental pull only speaks for what it saw)."""
+        them may close (an incremental pull only speaks for what it saw); with `subjects`, only
+        those subjects are looked at (an incremental alignment: the violations are theirs)."""
         rules = list(rules)
         table = Mismatch.__table__
-        live = {
-            (r.rule, r.subject_key): r
-            for r in self.conn.execute(
-                select(table).where(table.c.rule.in_(rules), table.c.closed_at.is_(None))
-            )
-        }
-        wanted = {(v.rule, v.subject_key): v for v in violations if v.rule in rules}
+        live_rows = select(table).where(table.c.rule.in_(rules), table.c.closed_at.is_(None))
+        if subjects is None:
+            found = self.conn.execute(live_rows)
+        else:
+            found = _in_chunks(self.conn, live_rows, table.c.subject_key, sorted(subjects))
+        live = {(r.rule, r.subject_key): r for r in found}
+        wanted = {(v.rule, v.subject_key): v for v in violations
+                  if v.rule in rules and (subjects is None or v.subject_key in subjects)}
         prefixes = tuple(scope_prefixes) if scope_prefixes is not None else None
 
         new_rows = []
@@ -432,17 +587,28 @@ event.listen(Pool, "checkin", _release_alignment_lock)
 
 
 def align(session: Session, run_id: int | None, actor: str, ambiguities: list[Ambiguity],
-          pulled: Iterable[tuple[str, str, bool]]) -> AlignmentResult:
-    """Refresh expected branches, detect every dual-line rule, reconcile the mismatches.
+          pulled: Iterable[tuple[str, str, bool]], *, everything: bool = True) -> AlignmentResult:
+    """Refresh expected branches, detect the dual-line rules, reconcile the mismatches.
 
     `pulled` lists (source, kind, full) of this run: ambiguities of a (source, kind) close only
-    when a full pull of it no longer finds them.
+    when a full pull of it no longer finds them. Unless `everything` (a `sync --full`: the
+    periodic complete look), only what changed since the last alignment is re-aligned
+    (`changed_scope`), when there is one to start from.
     """
     _serialize_alignment(session)
-    refresh_expected_branches(session)
-    _refresh_statistics(session)
+    # Read after the lock: the alignment committed before this one is visible by now.
+    position = feed_position(session)
+    since = None if everything else last_aligned_seq(session)
+    scope = changed_scope(session, since) if since is not None else None
+    if scope is None:
+        refresh_expected_branches(session)
+        _refresh_statistics(session)
     reconciler = Reconciler(session, run_id, actor)
-    reconciler.reconcile(detect(session), DUAL_LINE_RULES)
+    subjects = scope.subject_keys() if scope is not None else None
+    reconciler.reconcile(detect(session, scope), DUAL_LINE_RULES, subjects=subjects)
     full_scopes = [f"record:{s}:{k}:" for s, k, full in pulled if full]
     reconciler.reconcile(ambiguity_violations(ambiguities), ["ambiguous_match"], scope_prefixes=full_scopes)
-    return reconciler.finish()
+    result = reconciler.finish()
+    result.aligned_seq = position
+    result.scoped_subjects = len(subjects) if subjects is not None else None
+    return result

@@ -67,6 +67,10 @@ class RunResult:
     # Wall seconds per phase of the run's transaction: pull (fetch, map, plan and the streamed
     # writes), apply (deactivations and the rest of the writes), align, rules, commit.
     phases: dict[str, float] = field(default_factory=dict)
+    # The change feed position the run's alignment accounted for, and how many subjects it
+    # re-examined when it was incremental (None: the whole enterprise).
+    aligned_seq: int | None = None
+    aligned_subjects: int | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +87,7 @@ class RunResult:
             "plan": self.plan,
             "seconds": round(self.seconds, 3),
             "phases": {name: round(seconds, 3) for name, seconds in self.phases.items()},
+            "aligned_subjects": self.aligned_subjects,
         }
 
 
@@ -288,7 +293,8 @@ class SyncEngine:
             clock.lap("apply")
             if tracker:
                 tracker.phase("align")
-            alignment = align(session, run_id, actor, plan.ambiguities, pulled)
+            alignment = align(session, run_id, actor, plan.ambiguities, pulled, everything=full)
+            result.aligned_seq, result.aligned_subjects = alignment.aligned_seq, alignment.scoped_subjects
             clock.lap("align")
             # Standardization findings join the same queue, in the same transaction.
             alignment = rule_set.after_alignment(session, run_id, actor, alignment)
@@ -365,6 +371,7 @@ class SyncEngine:
             "plan": result.plan,
             "seconds": round(result.seconds, 3),
             "phases": {name: round(seconds, 3) for name, seconds in result.phases.items()},
+            "aligned_subjects": result.aligned_subjects,
         }
         message = "; ".join(e.get("message", "") for e in result.errors) or None
         if result.status == "held":
@@ -374,7 +381,8 @@ class SyncEngine:
             .where(SyncRun.id == result.run_id)
             .values(status=result.status, finished_at=utcnow(), counts=result.counts,
                     mismatches=result.mismatches, report=report, error=message,
-                    progress=final_progress(tracker, result.status))
+                    progress=final_progress(tracker, result.status),
+                    aligned_seq=result.aligned_seq if result.status == "succeeded" else None)
         )
 
     def _cursors(self, session: Session) -> dict[tuple[str, str], str]:

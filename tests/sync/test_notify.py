@@ -175,7 +175,8 @@ def test_the_digest_reaches_officers_of_the_affected_orgs_only(tmp_path: Path, s
         mismatch_orgs = set(s.scalars(select(Mismatch.party_org_code)).all()) | set(
             s.scalars(select(Mismatch.other_party_org_code)).all())
         quiet_branch = next(c for c in orgs if c not in mismatch_orgs and c not in orgs.values())
-        # Close every mismatch, so the next run opens them again as new.
+        # Forget every mismatch, so the next run opens them again as new (a `--full` run: it
+        # looks at everything; an incremental one re-examines only what changed).
         s.execute(Mismatch.__table__.delete())
         s.add_all([
             User(username="o-affected", password_hash="x", role="officer", party_org_code=affected,
@@ -187,7 +188,7 @@ def test_the_digest_reaches_officers_of_the_affected_orgs_only(tmp_path: Path, s
     runtime.config.notifications = quiet
     with responses.RequestsMock(assert_all_requests_are_fired=False, passthru_prefixes=(source.url,)) as rsps:
         robots_ok(rsps)
-        second = SyncEngine(runtime).run()
+        second = SyncEngine(runtime).run(full=True)
         robot = responses_json(rsps.calls[0].request)
     assert second.status == "succeeded" and second.mismatches["opened"] == first.mismatches["opened"]
     assert "new mismatches" in robot["markdown"]["content"]
