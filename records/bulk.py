@@ -213,3 +213,52 @@ def _memo(process: Any) -> Any:
         return last[1]
 
     return memo
+
+
+class DeferredIndexes:
+    """A first load builds its tables' secondary indexes once, at the end, instead of row by row.
+
+    Inserting a million persons into a table with indexes on random keys (name, ID-number hash,
+    unit) updates each B-tree at a random place per row; building an index afterwards sorts the
+    column once, which costs a fraction of that. So when a bulk-written table is still empty at
+    the start of a run, its plain (non-unique, non-partial) indexes are dropped and `restore()`
+    creates them again before anything reads through them — all inside the run's transaction,
+    so a failed run rolls the drop back with the rest. Unique indexes stay: they are constraints.
+    SQLite and PostgreSQL only (their DDL is transactional; MariaDB's would commit the run). On
+    PostgreSQL the drop locks the (empty) table against readers until the run commits.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.dropped: list[Any] = []
+
+    def defer(self, tables: Iterable[Table]) -> list[str]:
+        """Drop the plain indexes of those `tables` that are empty; returns their names."""
+        if self.conn.dialect.name not in ("sqlite", "postgresql"):
+            return []
+        if self.conn.dialect.name == "sqlite" and not self.conn.connection.driver_connection.in_transaction:
+            # Python's sqlite3 opens its transaction at the first INSERT/UPDATE/DELETE, not at
+            # DDL: a DROP now would commit at once and outlive a rollback (a dry run's).
+            return []
+        for table in tables:
+            plain = [ix for ix in table.indexes if not ix.unique and not _partial(ix)]
+            if not plain or self.conn.execute(text(f"SELECT 1 FROM {table.name} LIMIT 1")).first():
+                continue
+            for index in plain:
+                index.drop(self.conn)
+                self.dropped.append(index)
+        return [ix.name for ix in self.dropped]
+
+    def restore(self) -> None:
+        if not self.dropped:
+            return
+        if self.conn.dialect.name == "postgresql":
+            # Sorting in memory rather than in temporary files (the server's memory, for this transaction).
+            self.conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
+        for index in self.dropped:
+            index.create(self.conn)
+        self.dropped = []
+
+
+def _partial(index: Any) -> bool:
+    return any(index.dialect_kwargs.get(f"{d}_where") is not None for d in ("postgresql", "sqlite"))

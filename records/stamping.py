@@ -90,16 +90,43 @@ def stamp_changes(conn: Connection, staged: bool = False) -> int:
         return len(ids)
     moved = 0
     if staged:
-        # The temporary table has the columns of `changes` in the same order (LIKE).
-        conn.execute(text(f"UPDATE {STAGED_CHANGES} SET seq = id + :offset"), {"offset": last - high})
-        moved = conn.execute(text(f"INSERT INTO changes SELECT * FROM {STAGED_CHANGES}")).rowcount
-        conn.execute(text(f"TRUNCATE {STAGED_CHANGES}"))
+        moved = _move_staged(conn, last - high)
     result = conn.execute(text(f"UPDATE changes SET seq = id + :offset WHERE {pending}"),
                           {"offset": last - high})
     return moved + result.rowcount
 
 
 STAGED_CHANGES = "changes_staged"
+# A first load's staged rows (into an empty feed) at least this many: the feed's plain indexes
+# are built after the move instead of updated per row.
+_REBUILD_INDEXES_FROM = 100_000
+
+
+def _move_staged(conn: Connection, offset: int) -> int:
+    """PostgreSQL: move the staged rows into `changes`, numbered `id + offset` on the way (one
+    write of each row, not an UPDATE of the staging table and then a copy)."""
+    columns = list(conn.execute(text(f"SELECT * FROM {STAGED_CHANGES} LIMIT 0")).keys())
+    values = ", ".join(f"id + {int(offset)}" if c == "seq" else f'"{c}"' for c in columns)
+    rebuild: list[tuple[str, str]] = []
+    # The feed was empty before this transaction (its own unstamped rows aside: alignment's).
+    if conn.execute(text("SELECT 1 FROM changes WHERE seq IS NOT NULL LIMIT 1")).first() is None and conn.execute(
+            text(f"SELECT COUNT(*) >= :n FROM (SELECT 1 FROM {STAGED_CHANGES} LIMIT :n) s"),
+            {"n": _REBUILD_INDEXES_FROM}).scalar():
+        # Plain indexes only: unique ones are constraints, partial ones hold no stamped rows.
+        rebuild = [tuple(r) for r in conn.execute(text(
+            "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE i.indrelid = 'changes'::regclass AND NOT i.indisunique AND i.indpred IS NULL"))]
+        for name, _ in rebuild:
+            conn.execute(text(f'DROP INDEX "{name}"'))
+    names = ", ".join(f'"{c}"' for c in columns)
+    moved = conn.execute(text(f"INSERT INTO changes ({names}) SELECT {values} FROM {STAGED_CHANGES}")).rowcount
+    if rebuild:
+        conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
+        for _, definition in rebuild:
+            conn.execute(text(definition))
+    conn.execute(text(f"TRUNCATE {STAGED_CHANGES}"))
+    return moved
 
 
 def stage_changes(conn: Connection) -> str:

@@ -32,9 +32,10 @@ from sqlalchemy.orm import Session
 
 from connectors import Connector, get_connector_class
 from mappings import Mapping, MappingSpecError, load_mapping
+from records.bulk import DeferredIndexes
 from records.crypto import mask_id_number
 from records.db import session_factory
-from records.models import Quarantine, SourceCursor, SyncRun, utcnow
+from records.models import Change, Membership, Person, Quarantine, SourceCursor, SourceLink, SyncRun, utcnow
 from sync.alignment import align
 from sync.apply import Applier
 from sync.config import ConfigError, SourceConfig
@@ -246,6 +247,9 @@ class SyncEngine:
             # Creates and updates stream into this still-uncommitted transaction as they are
             # planned; the guard looks at the whole run before anything is committed.
             applier = Applier(session, cipher, run_id, actor, self._ranks(sources))
+            # A first load into empty tables builds their indexes once, after the pull.
+            deferred = DeferredIndexes(session.connection())
+            deferred.defer(_FIRST_LOAD_TABLES[session.connection().dialect.name == "postgresql"])
             plan.sink = applier.apply_batch
             planner = Planner(session, cipher, plan, self.config.party_org_names)
             pulls = self.pulls(session, sources, built, full)
@@ -286,6 +290,7 @@ class SyncEngine:
 
             if tracker:
                 tracker.phase("apply")
+            deferred.restore()
             applier.apply_deactivations(plan.deactivations)
             applier.finish()
             result.moves = dict(applier.moves)
@@ -425,6 +430,15 @@ def _both(first: ProgressFn | None, second: ProgressFn | None) -> ProgressFn | N
         second(source, kind, read)
 
     return both
+
+
+# Tables the sync bulk-writes whose plain indexes a first load builds at the end (records.bulk
+# DeferredIndexes): [other databases, PostgreSQL]. On PostgreSQL a run's change rows wait in a
+# staging table until COMMIT, so `changes` is written after any restore.
+_FIRST_LOAD_TABLES = (
+    (Person.__table__, Membership.__table__, SourceLink.__table__, Change.__table__),
+    (Person.__table__, Membership.__table__, SourceLink.__table__),
+)
 
 
 class _PhaseClock:
