@@ -22,6 +22,9 @@ One run measures, on the same pages of one local paginated REST fake (benchmarks
 6. **alignment alone** — the `align` phase of the full sync (expected branches and the six
    dual-line rules over the whole enterprise; the report's `phases` holds every phase).
 
+Before each command the kernel writes out the dirty pages the previous one left (`os.sync`) and a
+PostgreSQL server takes a CHECKPOINT: each command pays for its own writes, not for dlt's.
+
 The enterprise at 1 000 000 staff: 50 000 departments (plus their teams: ~117 000 org units),
 ~25 000 party orgs (branches gather departments until they cover 18–36 in-service staff) and
 ~400 000 roster rows (member ratio 0.4), with planted mismatches and noise.
@@ -97,6 +100,19 @@ def _scratch(database: str, suffix: str, folder: Path) -> str:
     return f"{base}/{scratch}"
 
 
+def _settle(database: str | None) -> None:
+    """Before each measured command, a PostgreSQL server writes out what the previous one left
+    dirty (CHECKPOINT), as run_child has the kernel do for files: each command pays for its own
+    writes only."""
+    if database is None:
+        return
+    import psycopg
+
+    base, _, _ = database.rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
 def measure(staff: int, seed: int, database: str | None, skip_dlt: bool) -> dict[str, Any]:
     t0 = time.perf_counter()
     enterprise = build_enterprise(staff, seed)
@@ -113,9 +129,11 @@ def measure(staff: int, seed: int, database: str | None, skip_dlt: bool) -> dict
         config = write_config(folder, source.url, target, PAGE_SIZE, incremental=True)
         env = dict(os.environ, DUALLINE_CONFIG=str(config))
         env.pop("DUALLINE_DATABASE_URL", None)
+        _settle(database)
         phases["floor"] = run_child([sys.executable, "-m", "benchmarks.floor", source.url, str(PAGE_SIZE),
                                      _scratch(target, "floor", folder)], env)
         if not skip_dlt:
+            _settle(database)
             phases["dlt"] = run_child([sys.executable, "-c", DLT_LOAD, source.url,
                                        _scratch(target, "dlt", folder)], env)
         dualline = [sys.executable, "-c", "from web.cli import main; main()"]
@@ -124,10 +142,13 @@ def measure(staff: int, seed: int, database: str | None, skip_dlt: bool) -> dict
         init = run_child(dualline + ["init"], env)
         if init["exit"]:
             raise SystemExit(init["stderr"])
+        _settle(database)
         phases["full"] = run_child(dualline + ["sync", "--json"], env)
+        _settle(database)
         phases["noop"] = run_child(dualline + ["sync", "--full", "--json"], env)
         report["mutated"] = enterprise.mutate(fraction=0.01, seed=seed + 1)
         source.pages(PAGE_SIZE)  # the fake re-serializes now, not inside the timed run
+        _settle(database)
         phases["one_percent"] = run_child(dualline + ["sync", "--json"], env)
     for name, phase in phases.items():
         entry: dict[str, Any] = {"seconds": round(phase["seconds"], 2), "peak_rss_mb": round(phase["rss_mb"]),

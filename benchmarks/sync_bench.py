@@ -68,7 +68,12 @@ LAUNCHER = ("import os, subprocess, sys\n"
 
 
 def run_child(args: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Run a command; return its wall time, its own peak RSS (MB) and its parsed JSON output."""
+    """Run a command; return its wall time, its own peak RSS (MB) and its parsed JSON output.
+
+    The page cache's dirty pages are written out first (`os.sync`), so a command does not pay
+    for the writes an earlier one left behind (dlt's load files and database, a previous sync's
+    gigabytes: the kernel flushes them while the next command runs and competes for the disk)."""
+    os.sync()
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile() as out_file, \
             tempfile.TemporaryFile() as err_file:
         rss_file = Path(tmp) / "rss"
@@ -152,10 +157,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _reset_database(url: str) -> None:
-    from sqlalchemy import MetaData
+    """Empty the server database at `url` (a PostgreSQL one is created first when missing)."""
+    from sqlalchemy import MetaData, text
+    from sqlalchemy.engine import make_url
 
     from records.db import make_engine
 
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        admin = make_engine(parsed.set(database="postgres").render_as_string(hide_password=False),
+                            isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": parsed.database}).first():
+                conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
+        admin.dispose()
     engine = make_engine(url)
     meta = MetaData()
     meta.reflect(engine)
