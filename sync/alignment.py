@@ -322,6 +322,16 @@ def _scoped_rows(conn: Connection, sql: str, scope: AlignmentScope | None, by_un
         yield from conn.execute(stmt, {"yes": True, "only": values[i : i + _CHUNK]})
 
 
+def _uncovered_units(conn: Connection) -> set[str]:
+    """Codes of the units people work in that no branch covers (expected branch none), read
+    from the persons' unit index: one pass over the distinct codes, no person row touched."""
+    return set(conn.execute(text("""
+        SELECT d.code FROM (SELECT DISTINCT org_unit_code AS code FROM persons
+                            WHERE org_unit_code IS NOT NULL) d
+        WHERE NOT EXISTS (SELECT 1 FROM expected_branches e WHERE e.org_unit_code = d.code)
+    """)).scalars())
+
+
 def detect(session: Session, scope: AlignmentScope | None = None) -> list[Violation]:
     """Every dual-line violation, or with `scope` those of its persons and org units."""
     conn = session.connection()
@@ -348,17 +358,21 @@ def detect(session: Session, scope: AlignmentScope | None = None) -> list[Violat
             org_unit_code=row.org_unit_code,
         ))
 
+    # Driven by the few units nobody covers, not by every person (the membership EXISTS would
+    # run per person before the coverage test: 2.8 s instead of 0.2 s at 1 000 000 staff).
+    uncovered = _uncovered_units(conn)
+    if scope is not None:
+        uncovered &= scope.units
     for row in _scoped_rows(conn, f"""
         SELECT p.org_unit_code AS code, u.id AS unit_id, u.name AS unit_name,
                COUNT(DISTINCT p.id) AS people
         FROM persons p
-        LEFT JOIN expected_branches e ON e.org_unit_code = p.org_unit_code
         LEFT JOIN org_units u ON u.code = p.org_unit_code
-        WHERE {_IN_SERVICE_SQL} AND p.org_unit_code IS NOT NULL AND e.org_unit_code IS NULL
+        WHERE {_IN_SERVICE_SQL}
           AND (p.political_status IN ('01', '02') OR EXISTS (
                 SELECT 1 FROM memberships m WHERE m.person_id = p.id AND {_ACTIVE_MEMBERSHIP_SQL})) {_ONLY}
         GROUP BY p.org_unit_code, u.id, u.name
-    """, scope, by_unit=True):
+    """, AlignmentScope(persons=set(), units=uncovered), by_unit=True):
         found.append(Violation(
             rule="uncovered_unit", subject_key=f"org_unit:{row.code}", subject_type="org_unit",
             subject_id=row.unit_id, label=row.unit_name or row.code,
