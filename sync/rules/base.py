@@ -13,7 +13,7 @@ reopens when its inputs change. So details hold counts, thresholds, due dates an
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from marshmallow import RAISE, Schema, fields
@@ -43,6 +43,9 @@ class RuleContext:
     conn: Connection
     today: dt.date
     thresholds: dict[str, Any]
+    # Results one evaluation's rules share (sync.rules.sql: the branches' member counts, which
+    # three rules read), so each is queried once per evaluation.
+    shared: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def sql_params(self, **extra: Any) -> dict[str, Any]:
         return {"yes": True} | extra

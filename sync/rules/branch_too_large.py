@@ -23,7 +23,8 @@ class BranchTooLarge(Rule):
         max_members = fields.Integer(strict=True, load_default=50, validate=validate.Range(min=1))
 
     def detect(self, ctx: RuleContext) -> list[Violation]:
-        rows = branch_counts(ctx, "c.members > :maximum", maximum=ctx.thresholds["max_members"])
+        maximum = ctx.thresholds["max_members"]
+        rows = branch_counts(ctx, lambda c: c.members > maximum)
         return [
             self.org_violation(ctx, row, {"members": int(row.members), "full_members": int(row.full_members),
                                           "probationary_members": int(row.probationary_members)})

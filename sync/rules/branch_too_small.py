@@ -23,7 +23,8 @@ class BranchTooSmall(Rule):
         min_full_members = fields.Integer(strict=True, load_default=3, validate=validate.Range(min=1))
 
     def detect(self, ctx: RuleContext) -> list[Violation]:
-        rows = branch_counts(ctx, "c.full_members < :minimum", minimum=ctx.thresholds["min_full_members"])
+        minimum = ctx.thresholds["min_full_members"]
+        rows = branch_counts(ctx, lambda c: c.full_members < minimum)
         return [
             self.org_violation(ctx, row, {"full_members": int(row.full_members),
                                           "probationary_members": int(row.probationary_members)})

@@ -24,10 +24,8 @@ class CommitteeRequired(Rule):
         min_full_members = fields.Integer(strict=True, load_default=7, validate=validate.Range(min=1))
 
     def detect(self, ctx: RuleContext) -> list[Violation]:
-        rows = branch_counts(
-            ctx, "c.full_members >= :minimum AND (c.has_committee IS NULL OR c.has_committee = :no)",
-            minimum=ctx.thresholds["min_full_members"], no=False,
-        )
+        minimum = ctx.thresholds["min_full_members"]
+        rows = branch_counts(ctx, lambda c: c.full_members >= minimum and not c.has_committee)
         return [
             self.org_violation(ctx, row, {"full_members": int(row.full_members),
                                           "has_committee": None if row.has_committee is None else bool(row.has_committee)})

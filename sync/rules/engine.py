@@ -113,8 +113,9 @@ class RuleSet:
         """Findings per enabled rule, as of `today` (default: configured, else the local date)."""
         day = self.evaluation_date(today)
         conn = session.connection()
+        shared: dict[str, Any] = {}
         return {
-            rid: rule.detect(RuleContext(conn=conn, today=day, thresholds=self.thresholds[rid]))
+            rid: rule.detect(RuleContext(conn=conn, today=day, thresholds=self.thresholds[rid], shared=shared))
             for rid, rule in self.rules.items() if self.thresholds[rid]["enabled"]
         }
 

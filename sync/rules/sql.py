@@ -5,6 +5,7 @@ them) registered directly with the org; `org_subtree_counts` adds those of every
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Date, bindparam, text
@@ -56,10 +57,14 @@ def select_where(ctx: RuleContext, query: str, where: str, dates: tuple[str, ...
     return list(ctx.conn.execute(stmt, ctx.sql_params(**params)))
 
 
-def branch_counts(ctx: RuleContext, where: str, **params: Any) -> list[Any]:
+def branch_counts(ctx: RuleContext, keep: Callable[[Any], bool]) -> list[Any]:
     """Active branches with their direct members (`members`, `full_members`,
-    `probationary_members`, and `has_committee`) that satisfy `where`."""
-    return select_where(ctx, _BRANCH_COUNTS, where, **params)
+    `probationary_members`, and `has_committee`) for which `keep(row)` holds, by code. The
+    counts are read once per evaluation (`ctx.shared`): three rules judge the same numbers."""
+    rows = ctx.shared.get("branch_counts")
+    if rows is None:
+        rows = ctx.shared["branch_counts"] = select_where(ctx, _BRANCH_COUNTS, "1 = 1")
+    return [row for row in rows if keep(row)]
 
 
 def org_subtree_counts(ctx: RuleContext, kinds: tuple[str, ...], where: str, **params: Any) -> list[Any]:
