@@ -9,8 +9,8 @@ stored rows, writing — needs the run's database transaction and stays in the r
 On two or more cores the first half runs beside the second: after `AHEAD_AFTER_PAGES` pages
 (small pulls never pay for a process) the run forks a child that continues the connector's own
 page generator where it stood, recognises each page and sends the outcomes back through a pipe,
-while the run plans and writes the previous page. The pipe's buffer holds about one page, so
-the child stays just ahead and memory stays flat. At a million staff this takes fetching,
+while the run plans and writes the previous ones. Up to `PAGES_AHEAD` pages wait in the child
+(`_Outbox`), so it keeps working while the run waits on its database, and memory stays flat. At a million staff this takes fetching,
 JSON decoding, fingerprinting and mapping (a fifth of a full sync's time) off the run's path.
 
 Only connectors that say they can be continued in a child are read ahead (`read_ahead = True`:
@@ -24,7 +24,10 @@ ever applied as if it were whole.
 from __future__ import annotations
 
 import os
+import pickle
+import queue
 import signal
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from multiprocessing import Pipe
@@ -34,6 +37,7 @@ from connectors import Connector, SourceError
 from mappings import Mapping, MappingContext, MappingError
 
 AHEAD_AFTER_PAGES = 8
+PAGES_AHEAD = 8  # how far the child may run ahead of the run (pickled pages waiting to be sent)
 
 # What recognising a record can come to (the first element of each outcome tuple).
 UNCHANGED = 0   # (UNCHANGED, ext): its fingerprint is that of an active link not yet seen
@@ -105,27 +109,59 @@ def recognised_pages(connector: Connector, kind: str, since: str | None,
             return
 
 
+class _Outbox:
+    """The child's side of the pipe, up to `PAGES_AHEAD` pages deep.
+
+    A pipe holds less than a page, so a child sending straight into it waits for the run to take
+    each page and is never more than one ahead; while the run then waits on its database, the
+    child idles too, and the run waits on the child afterwards. Here the child pickles a page
+    and queues it, and a thread writes the queue into the pipe, so the child keeps recognising
+    while the run is busy (memory: a few pickled pages). If the parent is gone, the rest is
+    dropped and the child ends with status 1."""
+
+    def __init__(self, sender: Any) -> None:
+        self.sender = sender
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=PAGES_AHEAD)
+        self.broken = False
+        self.thread = threading.Thread(target=self._write, name="dualline-read-ahead", daemon=True)
+        self.thread.start()
+
+    def _write(self) -> None:
+        while (blob := self.queue.get()) is not None:
+            if not self.broken:
+                try:
+                    self.sender.send_bytes(blob)
+                except BaseException:  # noqa: BLE001 - the parent is gone: drain, nothing to tell
+                    self.broken = True
+
+    def put(self, message: tuple[Any, ...]) -> None:
+        self.queue.put(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def close(self) -> int:
+        """Wait until everything queued is written; the child's exit status."""
+        self.queue.put(None)
+        self.thread.join()
+        return 1 if self.broken else 0
+
+
 def _in_child(connector: Connector, pages: Iterator[Any],
               recogniser: Recogniser) -> Iterator[tuple[list[Outcome], int, str | None]]:
     receiver, sender = Pipe(duplex=False)
     pid = os.fork()
     if pid == 0:  # the child: recognise the rest of the pages, send them, leave
         receiver.close()
-        status = 0
+        outbox = _Outbox(sender)
         try:
             connector.forget_connections()
             for page in pages:
-                sender.send(("page", recogniser.page(page.records), len(page.records), page.cursor))
-            sender.send(("done",))
+                outbox.put(("page", recogniser.page(page.records), len(page.records), page.cursor))
+            outbox.put(("done",))
         except SourceError as exc:
-            sender.send(("source_error", exc.message, exc.error_class))
+            outbox.put(("source_error", exc.message, exc.error_class))
         except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
-            try:
-                sender.send(("crash", traceback.format_exc()))
-            except BaseException:  # noqa: BLE001 - the parent is gone: nothing left to tell
-                status = 1
+            outbox.put(("crash", traceback.format_exc()))
         finally:
-            os._exit(status)
+            os._exit(outbox.close())
     sender.close()
     # The parent's copy of the page generator is never resumed: the child owns the rest.
     finished = False
