@@ -10,8 +10,9 @@ On two or more cores the first half runs beside the second: after `AHEAD_AFTER_P
 (small pulls never pay for a process) the run forks a child that continues the connector's own
 page generator where it stood, recognises each page and sends the outcomes back through a pipe,
 while the run plans and writes the previous ones. Up to `PAGES_AHEAD` pages wait in the child
-(`_Outbox`), so it keeps working while the run waits on its database, and memory stays flat. At a million staff this takes fetching,
-JSON decoding, fingerprinting and mapping (a fifth of a full sync's time) off the run's path.
+(`_Outbox`), so it keeps working while the run waits on its database, and memory stays flat.
+At a million staff this takes fetching, JSON decoding, fingerprinting and mapping (a fifth of
+a full sync's time) off the run's path.
 
 Only connectors that say they can be continued in a child are read ahead (`read_ahead = True`:
 the HTTP connectors; the child drops the parent's pooled connections and opens its own, so the
@@ -150,18 +151,22 @@ def _in_child(connector: Connector, pages: Iterator[Any],
     pid = os.fork()
     if pid == 0:  # the child: recognise the rest of the pages, send them, leave
         receiver.close()
-        outbox = _Outbox(sender)
+        outbox: _Outbox | None = None
         try:
+            outbox = _Outbox(sender)
             connector.forget_connections()
             for page in pages:
                 outbox.put(("page", recogniser.page(page.records), len(page.records), page.cursor))
             outbox.put(("done",))
         except SourceError as exc:
-            outbox.put(("source_error", exc.message, exc.error_class))
+            outbox.put(("source_error", exc.message, exc.error_class))  # type: ignore[union-attr]
         except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
-            outbox.put(("crash", traceback.format_exc()))
+            if outbox is not None:
+                outbox.put(("crash", traceback.format_exc()))
         finally:
-            os._exit(outbox.close())
+            # Never back into the parent's code, whatever failed (no outbox: the parent sees
+            # the pipe close and reports a source error).
+            os._exit(outbox.close() if outbox is not None else 1)
     sender.close()
     # The parent's copy of the page generator is never resumed: the child owns the rest.
     finished = False
