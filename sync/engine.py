@@ -249,7 +249,7 @@ class SyncEngine:
             applier = Applier(session, cipher, run_id, actor, self._ranks(sources))
             # A first load into empty tables builds their indexes once, after the pull.
             deferred = DeferredIndexes(session.connection())
-            deferred.defer(_FIRST_LOAD_TABLES[session.connection().dialect.name == "postgresql"])
+            deferred.defer(_first_load_tables(session.connection().dialect.name))
             plan.sink = applier.apply_batch
             planner = Planner(session, cipher, plan, self.config.party_org_names)
             pulls = self.pulls(session, sources, built, full)
@@ -432,13 +432,12 @@ def _both(first: ProgressFn | None, second: ProgressFn | None) -> ProgressFn | N
     return both
 
 
-# Tables the sync bulk-writes whose plain indexes a first load builds at the end (records.bulk
-# DeferredIndexes): [other databases, PostgreSQL]. On PostgreSQL a run's change rows wait in a
-# staging table until COMMIT, so `changes` is written after any restore.
-_FIRST_LOAD_TABLES = (
-    (Person.__table__, Membership.__table__, SourceLink.__table__, Change.__table__),
-    (Person.__table__, Membership.__table__, SourceLink.__table__),
-)
+def _first_load_tables(dialect: str) -> tuple[Any, ...]:
+    """Tables the sync bulk-writes whose plain indexes a first load builds at the end
+    (records.bulk DeferredIndexes). On PostgreSQL a run's change rows wait in a staging table
+    until COMMIT, after any restore: records.stamping defers the feed's indexes there itself."""
+    tables = (Person.__table__, Membership.__table__, SourceLink.__table__)
+    return tables if dialect == "postgresql" else (*tables, Change.__table__)
 
 
 class _PhaseClock:

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -171,6 +172,25 @@ def runs(url: str) -> list[tuple[int, str, str | None]]:
         engine.dispose()
 
 
+def kill_worker_mid_run(config: Path, worker: Worker, reached: Callable[[], bool], *,
+                        timeout: float, settle: float = 0.0) -> None:
+    """Start `sync --distributed` from the CLI, SIGKILL `worker` (and its pool) once `reached()`
+    holds (then `settle` seconds later), and kill the client too: the run is left mid-way."""
+    env = dict(os.environ, DUALLINE_CONFIG=str(config))
+    client = subprocess.Popen(DUALLINE + ["sync", "--distributed", "--json"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not reached():
+            assert time.monotonic() < deadline and client.poll() is None, worker.log[-3000:]
+            time.sleep(0.02)
+        time.sleep(settle)
+        worker.kill()
+    finally:
+        client.kill()
+        client.wait()
+
+
 @pytest.fixture(scope="module")
 def enterprise():
     return generate(staff=400, seed=7)
@@ -217,18 +237,8 @@ def test_killed_worker_frees_the_sources_and_the_next_run_completes(tmp_path: Pa
         config = site_config(tmp_path / "dist", source.url, url, broker, page_size=20, partitions=2, ttl=2.0)
         init_database(url)
         worker = Worker(config, concurrency=1)
-        env = dict(os.environ, DUALLINE_CONFIG=str(config))
-        client = subprocess.Popen(DUALLINE + ["sync", "--distributed", "--json"], env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + 60
-            while staged_rows(url) < 40:  # mid-fetch: some pages staged, most not
-                assert time.monotonic() < deadline and client.poll() is None, worker.log[-3000:]
-                time.sleep(0.05)
-            worker.kill()
-        finally:
-            client.kill()
-            client.wait()
+        # Mid-fetch: some pages staged, most not.
+        kill_worker_mid_run(config, worker, lambda: staged_rows(url) >= 40, timeout=60)
         first = runs(url)
         assert [status for _, status, _ in first] == ["running"]  # nothing of it was committed
         time.sleep(2.5)  # the lease (2 s) runs out: nobody works on the killed run any more
@@ -263,19 +273,9 @@ def test_worker_killed_during_the_apply_leaves_nothing_and_the_next_run_complete
         config = site_config(tmp_path / "dist", source.url, url, broker, page_size=500, partitions=2, ttl=2.0)
         init_database(url)
         worker = Worker(config, concurrency=1)
-        env = dict(os.environ, DUALLINE_CONFIG=str(config))
-        client = subprocess.Popen(DUALLINE + ["sync", "--distributed", "--json"], env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + 90
-            while not any("dualline.apply[" in line and "received" in line for line in worker.output):
-                assert time.monotonic() < deadline and client.poll() is None, worker.log[-3000:]
-                time.sleep(0.02)
-            time.sleep(0.3)  # inside the apply's transaction (it takes seconds for 6 000 staff)
-            worker.kill()
-        finally:
-            client.kill()
-            client.wait()
+        # 0.3 s after the apply task arrived: inside its transaction (seconds for 6 000 staff).
+        kill_worker_mid_run(config, worker, lambda: any("dualline.apply[" in line and "received" in line
+                                                        for line in worker.output), timeout=90, settle=0.3)
         assert [status for _, status, _ in runs(url)] == ["running"], worker.log[-3000:]
         assert snapshot(url)["persons"] == []  # nothing of the killed apply was committed
         time.sleep(2.5)  # the lease runs out
