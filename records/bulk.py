@@ -12,7 +12,7 @@ in the same transaction. Ids are allocated up front so that inserts need no RETU
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -106,36 +106,48 @@ class BulkInserter:
             if rows:
                 self.conn.execute(self.table.insert(), rows)
             return
-        columns = self.columns
-        wanted = set(columns)
-        defaults = {c: d for c, d in zip(columns, self.defaults)}
-        convert = [(i, p) for i, p in enumerate(self.processors) if p is not None]
-        pick = itemgetter(*columns)
-        single = len(columns) == 1
+        to_values = self.row_converter()
         params: list[Any] = []
         append = params.append
         execute = self._copy_params if self.copy_sql is not None else self.conn.exec_driver_sql
         for row in rows:
-            try:
-                picked = pick(row)
-            except KeyError:  # a column the row leaves out: its default
-                for column in wanted.difference(row):
-                    default = defaults[column]
-                    row[column] = default() if default is not None else None
-                picked = pick(row)
-            if convert:
-                values = [picked] if single else list(picked)
-                for i, process in convert:
-                    values[i] = process(values[i])
-                append(tuple(values))
-            else:
-                append((picked,) if single else picked)
+            append(to_values(row))
             if len(params) >= batch:
                 execute(self.sql, params)
                 params = []
                 append = params.append
         if params:
             execute(self.sql, params)
+
+    def row_converter(self, start: int = 0) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+        """A function turning a row dict into the tuple of its values for `columns[start:]`,
+        converted as `insert` would (a column the row leaves out takes its default), for
+        callers that build rows ahead and insert them later with `insert_tuples`. Fills the
+        defaults into the dict it is given."""
+        columns = self.columns[start:]
+        defaults = dict(zip(self.columns[start:], self.defaults[start:]))
+        convert = [(i, p) for i, p in enumerate(self.processors[start:]) if p is not None]
+        pick = itemgetter(*columns)
+        single = len(columns) == 1
+
+        def to_values(row: dict[str, Any]) -> tuple[Any, ...]:
+            try:
+                picked = pick(row)
+            except KeyError:  # a column the row leaves out: its default
+                for column in defaults.keys() - row.keys():
+                    default = defaults[column]
+                    row[column] = default() if default is not None else None
+                picked = pick(row)
+            if single:
+                picked = (picked,)
+            if not convert:
+                return picked
+            values = list(picked)
+            for i, process in convert:
+                values[i] = process(values[i])
+            return tuple(values)
+
+        return to_values
 
     def _copy_params(self, _sql: str, params: list[Any]) -> None:
         self._copy(params)

@@ -7,7 +7,7 @@ and nothing is ever deleted: deactivation flips `active` and keeps the history.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import Table, bindparam, delete, or_, select, update
@@ -32,7 +32,7 @@ from records.models import (
     utcnow,
 )
 from sync.fields import SENSITIVE_FIELDS, comparable, shown, stored_comparable, stored_shown, to_columns
-from sync.plan import KIND_ORDER, NOT_HASHED, Item
+from sync.plan import KIND_ORDER, NOT_HASHED, Item, NewRow
 
 # Canonical fields each kind writes to its table (anything else a mapping returns is ignored).
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -65,6 +65,10 @@ BATCH = 1000
 _ABSENT: Any = object()
 _LINK_COLUMNS = ("source", "kind", "external_id", "entity_id", "fingerprint", "active", "last_run_id")
 _CHANGE_COLUMNS = ("run_id", "actor", "entity", "entity_id", "op", "changed", "at")
+# Kinds whose rows carry the person they belong to; for rows built ahead the run fills it in.
+_PERSON_ID_FIRST = {"party_members"}
+# Kinds whose records are correlated to persons by their ID number's keyed hash.
+_HASHES_ID_NUMBER = {"staff", "party_members"}
 
 
 def chunks(seq: Sequence[Any], size: int = BATCH) -> Iterator[Sequence[Any]]:
@@ -87,6 +91,7 @@ class Applier:
         self.moves: Counter[str] = Counter()
         self._changes: list[tuple[Any, ...]] = []
         self._inserters: dict[str, BulkInserter] = {}
+        self._creating: dict[str, BulkInserter] = {}
         self._provenance: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
         # Manual overrides (sync.resolutions): whether an entity has any, and those to release.
         self._any_overrides: dict[str, bool] = {}
@@ -180,6 +185,50 @@ class Applier:
             row["active"] = True
         return row, created
 
+    def row_builder(self, kind: str, source: str) -> Callable[[dict[str, Any]], NewRow] | None:
+        """How a mapped record of `kind` from `source` becomes the row its create inserts —
+        encrypted, hashed, masked, with provenance and change-feed entry — so that it can be
+        built before the run knows it is a create: in the read-ahead child (sync.read_ahead),
+        beside the run, instead of here at insert time. None where rows cannot be built ahead."""
+        inserter = self._creation_inserter(kind)
+        if inserter is None:
+            return None
+        to_values = inserter.row_converter(start=2 if kind in _PERSON_ID_FIRST else 1)
+        new_row, serialise, columns = self._new_row, self._changed_json, COLUMNS[kind]
+        keyed_hash = self.cipher.keyed_hash
+        hashes = kind in _HASHES_ID_NUMBER
+
+        def build(data: dict[str, Any]) -> NewRow:
+            id_hash = keyed_hash(data.get("id_number") or None) if hashes else NOT_HASHED
+            row, created = new_row(kind, source, data, columns, id_hash)
+            return NewRow(to_values(row), serialise(created), id_hash if hashes else None)
+
+        return build
+
+    def _creation_inserter(self, kind: str) -> BulkInserter | None:
+        """Inserts rows built ahead: the id first (and the person's id for memberships), then
+        every other column of the table."""
+        if kind not in self._creating:
+            table = MODEL[kind].__table__
+            first = ("id", "person_id") if kind in _PERSON_ID_FIRST else ("id",)
+            inserter = BulkInserter(self.conn, table, (*first, *(c.name for c in table.c if c.name not in first)))
+            self._creating[kind] = inserter
+        inserter = self._creating[kind]
+        return inserter if inserter.sql is not None else None
+
+    def _insert_built(self, kind: str, items: list[Item]) -> None:
+        """Insert creates whose rows were built ahead, and record them in the feed."""
+        ids = allocate_ids(self.conn, MODEL[kind].__table__, len(items))
+        if kind in _PERSON_ID_FIRST:
+            rows = [(new_id, i.person.id, *i.new_row.values) for new_id, i in zip(ids, items)]  # type: ignore[union-attr]
+        else:
+            rows = [(new_id, *i.new_row.values) for new_id, i in zip(ids, items)]  # type: ignore[union-attr]
+        self._creating[kind].insert_tuples(rows)
+        for item, new_id in zip(items, ids):
+            item.ref.id = new_id
+            self._record_serialised(kind, new_id, "create", item.new_row.created)  # type: ignore[union-attr]
+            item.new_row = None
+
     def _insert(self, table: Table, rows: list[dict[str, Any]]) -> list[int]:
         """Insert rows with ids allocated up front; the ids, in the order of the rows."""
         if not rows:
@@ -199,6 +248,10 @@ class Applier:
         return inserter
 
     def _insert_entities(self, kind: str, items: list[Item]) -> None:
+        built = [i for i in items if i.new_row is not None]
+        if built:
+            items = [i for i in items if i.new_row is None]
+            self._insert_built(kind, built)
         if not items:
             return
         model = MODEL[kind]
@@ -476,11 +529,12 @@ class Applier:
     # -- change feed --------------------------------------------------------------------------
 
     def _record_change(self, kind: str, entity_id: int, op: str, changed: dict[str, Any]) -> None:
-        # Rows of the change feed go straight to the driver as tuples (no dict per row); the
-        # JSON is serialised here, so `changed` is freed at once.
-        self._changes.append(
-            (self.run_id, self.actor, FEED[kind], entity_id, op, self._changed_json(changed), self._at)
-        )
+        # The JSON is serialised here, so `changed` is freed at once.
+        self._record_serialised(kind, entity_id, op, self._changed_json(changed))
+
+    def _record_serialised(self, kind: str, entity_id: int, op: str, changed: Any) -> None:
+        # Rows of the change feed go straight to the driver as tuples (no dict per row).
+        self._changes.append((self.run_id, self.actor, FEED[kind], entity_id, op, changed, self._at))
         if len(self._changes) >= BATCH * 5:
             self._flush_changes()
 

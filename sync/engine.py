@@ -251,7 +251,7 @@ class SyncEngine:
             deferred = DeferredIndexes(session.connection())
             deferred.defer(_first_load_tables(session.connection().dialect.name))
             plan.sink = applier.apply_batch
-            planner = Planner(session, cipher, plan, self.config.party_org_names)
+            planner = Planner(session, cipher, plan, self.config.party_org_names, applier.row_builder)
             pulls = self.pulls(session, sources, built, full)
             if tracker:
                 tracker.phase(pull_phase)

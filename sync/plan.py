@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # Order in which kinds are planned and applied: what later kinds refer to comes first.
 KIND_ORDER = ("org_units", "party_orgs", "staff", "party_members", "performance", "payroll", "activities",
@@ -31,6 +31,16 @@ class Ref:
 
     def __repr__(self) -> str:
         return f"Ref({self.id})"
+
+
+class NewRow(NamedTuple):
+    """A record's row as a create would insert it, built ahead (sync.apply.Applier.row_builder):
+    its values in the kind's insert order without the ids the run assigns, its change-feed
+    entry serialised, and the keyed hash of its ID number (for correlation)."""
+
+    values: tuple[Any, ...]
+    created: Any
+    id_hash: Any
 
 
 @dataclass(slots=True)
@@ -54,6 +64,7 @@ class Item:
     person_has_staff: bool = False
     entity_is_new: bool = False  # create: a new unified record (else: a new link to an existing one)
     id_hash: Any = NOT_HASHED  # keyed hash of data["id_number"], when the planner computed it
+    new_row: NewRow | None = None  # create of a new record: its row, built ahead
 
 
 @dataclass

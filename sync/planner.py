@@ -21,7 +21,7 @@ from records.models import Activity, DuesPayment, Membership, OrgUnit, PartyOrg,
 from sync.config import SourceConfig
 from sync.correlate import PersonIndex
 from sync.fields import SENSITIVE_FIELDS, Fingerprinter
-from sync.plan import Ambiguity, Item, QuarantinedRecord, Ref, RunPlan, SourceKindStats
+from sync.plan import Ambiguity, Item, NewRow, QuarantinedRecord, Ref, RunPlan, SourceKindStats
 from sync.read_ahead import DUPLICATE, RECORD, UNCHANGED, Recogniser, recognised_pages
 
 # Fields every record of a kind must have to be placed at all (last line of defence; mappings
@@ -100,8 +100,11 @@ class Planner:
         cipher: FieldCipher,
         plan: RunPlan,
         party_org_names: dict[str, str],
+        row_builder: Callable[[str, str], Callable[[dict[str, Any]], NewRow] | None] | None = None,
     ) -> None:
+        """`row_builder(kind, source)`: how a create's row is built ahead (sync.apply.Applier.row_builder)."""
         self.session = session
+        self.row_builder = row_builder
         self.cipher = cipher
         self.plan = plan
         self.fingerprint = Fingerprinter(cipher)
@@ -182,6 +185,10 @@ class Planner:
             by_fingerprint={link.fingerprint: ext for ext, link in links.items() if link.active},
             required=REQUIRED.get(kind, ()), prepare=_activity_data if kind == "activities" else _same,
             stored_key=self._stored_key, best_effort_key=lambda raw: self._best_effort_key(mapping, kind, raw),
+            # Rows are built ahead for a full pull's records that no link knows (creates, as
+            # a rule); an incremental pull's records are mostly updates of linked ones.
+            build_row=self.row_builder(kind, source.name) if full and self.row_builder else None,
+            linked=links,
         )
         seen, protected, plan = recogniser.seen, recogniser.protected, self.plan
         try:
@@ -196,12 +203,12 @@ class Planner:
                         plan.count(kind, "unchanged")
                     elif what == RECORD:
                         seen.add(ext)
-                        _, _, data, key_field, fp = outcome
+                        _, _, data, key_field, fp, new_row = outcome
                         link = links.get(ext)
                         if link is not None and link.active and link.fingerprint == fp:
                             plan.count(kind, "unchanged")
                         else:
-                            self._plan_record(source.name, kind, ext, data, key_field, link, fp)
+                            self._plan_record(source.name, kind, ext, data, key_field, link, fp, new_row)
                     else:
                         _, key, raw, field, reason = outcome
                         if key and reason != DUPLICATE:
@@ -276,7 +283,9 @@ class Planner:
         key_field: str | None,
         link: Link | None,
         fp: str,
+        new_row: NewRow | None = None,
     ) -> None:
+        """Place a new or changed record. `new_row`: the row a create would insert, built ahead."""
         label = str(data.get("name") or data.get("code") or ext)
         link_id = link.id if link else None
         if link is not None:
@@ -300,10 +309,10 @@ class Planner:
                 self._learn_org_name(data)
             self.plan.add(
                 Item("create" if is_new else "update", kind, source, ext, ref, label, data, fp,
-                     entity_is_new=is_new)
+                     entity_is_new=is_new, new_row=new_row if is_new else None)
             )
             return
-        id_hash = self.cipher.keyed_hash(data.get("id_number") or None)
+        id_hash = new_row.id_hash if new_row is not None else self.cipher.keyed_hash(data.get("id_number") or None)
         if kind == "staff":
             placement = self.persons.place_staff(source, ext, data, id_hash)
         else:
@@ -324,7 +333,8 @@ class Planner:
         if kind == "staff":
             self.plan.add(
                 Item("create" if placement.is_new else "update", kind, source, ext, person.ref, label,
-                     data, fp, entity_is_new=placement.is_new, id_hash=id_hash)
+                     data, fp, entity_is_new=placement.is_new, id_hash=id_hash,
+                     new_row=new_row if placement.is_new else None)
             )
         else:
             # A membership a person created in the console (no source feeds it) is the one this
@@ -335,7 +345,8 @@ class Planner:
                      person_data={f: data[f] for f in MEMBER_PERSON_FIELDS if f in data}
                      | ({"employee_no": data["employee_no"]} if data.get("employee_no") else {}),
                      creates_person=placement.is_new, person_has_staff=bool(person.staff_sources),
-                     entity_is_new=adopted is None, id_hash=id_hash)
+                     entity_is_new=adopted is None, id_hash=id_hash,
+                     new_row=new_row if adopted is None else None)
             )
 
     def _unlinked_membership(self, person_id: int) -> int | None:

@@ -3,7 +3,9 @@
 The first half of planning a record needs nothing but the record, the mapping and what the
 run knew when the pull began: its raw fingerprint (is it unchanged since the source link last
 saw it?), the mapping (or the reason it is quarantined), its stored key and whether the pull
-already had that key. That is `Recogniser`. The second half — correlation, diffing against
+already had that key — and, for a record no link knows, the row a create would insert
+(encrypted, hashed, masked, with its change-feed entry), built ahead in case the run creates
+it. That is `Recogniser`. The second half — correlation, diffing against
 stored rows, writing — needs the run's database transaction and stays in the run's process.
 
 On two or more cores the first half runs beside the second: after `AHEAD_AFTER_PAGES` pages
@@ -30,7 +32,7 @@ import queue
 import signal
 import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from multiprocessing import Pipe
 from typing import Any
 
@@ -42,7 +44,7 @@ PAGES_AHEAD = 8  # how far the child may run ahead of the run (pickled pages wai
 
 # What recognising a record can come to (the first element of each outcome tuple).
 UNCHANGED = 0   # (UNCHANGED, ext): its fingerprint is that of an active link not yet seen
-RECORD = 1      # (RECORD, ext, data, key_field, fingerprint): mapped; to be planned
+RECORD = 1      # (RECORD, ext, data, key_field, fingerprint, new_row): mapped; to be planned
 QUARANTINE = 2  # (QUARANTINE, key, raw, field, reason): key is None when none could be made
 
 Outcome = tuple[Any, ...]
@@ -57,10 +59,14 @@ class Recogniser:
                  fingerprint: Callable[[dict[str, Any], bytes], str], by_fingerprint: dict[str, str],
                  required: tuple[str, ...], prepare: Callable[[dict[str, Any]], dict[str, Any]],
                  stored_key: Callable[[str, str | None], str],
-                 best_effort_key: Callable[[dict[str, Any]], str | None]) -> None:
+                 best_effort_key: Callable[[dict[str, Any]], str | None],
+                 build_row: Callable[[dict[str, Any]], Any] | None = None,
+                 linked: Container[str] = ()) -> None:
         self.kind, self.mapping, self.context, self.salt = kind, mapping, context, salt
         self.fingerprint, self.by_fingerprint, self.required = fingerprint, by_fingerprint, required
         self.prepare, self.stored_key, self.best_effort_key = prepare, stored_key, best_effort_key
+        # The row a create of a record would insert, built for records no link knows yet.
+        self.build_row, self.linked = build_row, linked
         self.seen: set[str] = set()
         self.protected: set[str] = set()
 
@@ -93,8 +99,16 @@ class Recogniser:
                 append((QUARANTINE, ext, raw, rec.key_field, DUPLICATE))
                 continue
             seen.add(ext)
-            append((RECORD, ext, data, rec.key_field, fp))
+            append((RECORD, ext, data, rec.key_field, fp, self._new_row(ext, data)))
         return out
+
+    def _new_row(self, ext: str, data: dict[str, Any]) -> Any:
+        if self.build_row is None or ext in self.linked:
+            return None
+        try:
+            return self.build_row(data)
+        except Exception:  # noqa: BLE001 - the run builds it again and reports what fails
+            return None
 
 
 def recognised_pages(connector: Connector, kind: str, since: str | None,
