@@ -172,7 +172,7 @@ def _processor(column: Any, dialect: Any) -> Any:
     process = column.type._cached_bind_processor(dialect)
     if isinstance(column.type, Date) and not isinstance(column.type, DateTime):
         return _dates(process)
-    if isinstance(column.type, (DateTime, JSON)):
+    if isinstance(column.type, (DateTime, JSON)) or isinstance(getattr(column.type, "impl", None), JSON):
         return _memo(process)
     return process
 

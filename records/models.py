@@ -33,6 +33,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.functions import FunctionElement
 
+from records.compact import ChangedJSON, ProvenanceJSON
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
@@ -70,7 +72,7 @@ class OrgUnit(Timestamps, Base):
     status: Mapped[str] = mapped_column(String(20), default="active")
     manager_employee_no: Mapped[str | None] = mapped_column(String(CODE))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    provenance: Mapped[dict[str, Any]] = mapped_column(ProvenanceJSON, default=dict)
 
 
 class Person(Timestamps, Base):
@@ -102,7 +104,7 @@ class Person(Timestamps, Base):
     # staff whose record a full pull no longer returned.
     staff_active: Mapped[bool] = mapped_column(Boolean, default=False)
     # field → source name that last set it
-    provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    provenance: Mapped[dict[str, Any]] = mapped_column(ProvenanceJSON, default=dict)
     # SCIM externalId of a person created through SCIM ("" when the client gave none); NULL for
     # persons from the sync, whose externalId is their employee number (web.scim).
     scim_external_id: Mapped[str | None] = mapped_column(String(255))  # ix_persons_scim_external_id
@@ -128,7 +130,7 @@ class Performance(Timestamps, Base):
     score: Mapped[float | None] = mapped_column(Float)
     score_max: Mapped[float | None] = mapped_column(Float)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    provenance: Mapped[dict[str, Any]] = mapped_column(ProvenanceJSON, default=dict)
 
     __table_args__ = (UniqueConstraint("employee_no", "period", name="uq_performance_key"),)
 
@@ -144,7 +146,7 @@ class Payroll(Timestamps, Base):
     person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id"), index=True)
     after_tax_pay: Mapped[float | None] = mapped_column(Numeric(12, 2, asdecimal=False))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    provenance: Mapped[dict[str, Any]] = mapped_column(ProvenanceJSON, default=dict)
 
     __table_args__ = (UniqueConstraint("employee_no", "month", name="uq_payroll_key"),)
 
@@ -171,7 +173,7 @@ class Activity(Timestamps, Base):
     lecturer: Mapped[str | None] = mapped_column(String(NAME))
     attendee_nos: Mapped[list[Any] | None] = mapped_column(JSON)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    provenance: Mapped[dict[str, Any]] = mapped_column(ProvenanceJSON, default=dict)
 
     __table_args__ = (UniqueConstraint("activity_key", name="uq_activities_key"),)
 
@@ -195,7 +197,7 @@ class PartyOrg(Timestamps, Base):
     has_committee: Mapped[bool | None] = mapped_column(Boolean)
     retirees: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    provenance: Mapped[dict[str, Any]] = mapped_column(ProvenanceJSON, default=dict)
     # SCIM externalId of a party org created through SCIM ("" when none); NULL: its code is.
     scim_external_id: Mapped[str | None] = mapped_column(String(255), index=True)
     scim_deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # see Person
@@ -232,7 +234,7 @@ class Membership(Timestamps, Base):
     dues_category: Mapped[str | None] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), default="active")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    provenance: Mapped[dict[str, Any]] = mapped_column(ProvenanceJSON, default=dict)
 
 
 # --- sync bookkeeping ----------------------------------------------------------------------
@@ -353,7 +355,7 @@ class Change(Base):
     entity: Mapped[str] = mapped_column(String(20))
     entity_id: Mapped[int] = mapped_column(Integer)
     op: Mapped[str] = mapped_column(String(20))
-    changed: Mapped[dict[str, Any]] = mapped_column(JSON)
+    changed: Mapped[dict[str, Any]] = mapped_column(ChangedJSON)
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     __table_args__ = (
@@ -642,7 +644,7 @@ class DuesPayment(Timestamps, Base):
     amount: Mapped[float | None] = mapped_column(Numeric(12, 2, asdecimal=False))
     paid_on: Mapped[dt.date | None] = mapped_column(Date)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    provenance: Mapped[dict[str, Any]] = mapped_column(ProvenanceJSON, default=dict)
 
     __table_args__ = (UniqueConstraint("employee_no", "month", name="uq_dues_payments_key"),)
 

@@ -1,0 +1,112 @@
+"""Compact storage of the two JSON values a sync writes for every record it creates.
+
+A first load writes a million persons, each with a provenance map (which source set each field)
+and a change-feed entry (each field's before and after value). Stored literally they were the
+largest part of the database (`{"employee_no":"hr","name":"hr",…}` is ~250 bytes, a person's
+create entry ~420), and every byte is written to the table, the write-ahead log and the disk.
+The column types here store the same values in a shorter form and give back exactly what was
+stored; everything above the database (ORM, Core queries, the bulk inserter) sees plain dicts:
+
+* `ProvenanceJSON`: `{field: source}` is kept as `[[source, field bits], …]`, one pair per
+  source, each bit a field of `PROVENANCE_FIELDS`. A map naming a field outside that list, or a
+  source that is not a string, is stored as it is.
+* `ChangedJSON`: a change whose before-values are all null (a create) is kept as
+  `{"+": {field: after}}` instead of `{field: [null, after]}`.
+
+Rows written before these types existed hold the literal form, which reads back unchanged.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON
+from sqlalchemy.types import TypeDecorator
+
+# Fields a provenance map may name compactly: bit i is PROVENANCE_FIELDS[i]. Stored rows depend
+# on the positions, so this list is only ever appended to.
+PROVENANCE_FIELDS = (
+    "code", "name", "parent_code", "kind", "status", "manager_employee_no", "secretary",
+    "elected_on", "term_years", "has_committee", "retirees", "employee_no", "gender",
+    "birth_date", "ethnicity", "education", "id_number", "mobile", "org_unit_code", "position",
+    "employment_status", "hired_on", "political_status", "party_joined_on", "party_org_code",
+    "category", "joined_on", "full_member_on", "dues_category", "period", "grade", "score",
+    "score_max", "month", "after_tax_pay", "activity_key", "type", "held_on", "attendees",
+    "expected", "lecturer", "attendee_nos", "amount", "paid_on",
+)
+_BIT = {name: 1 << i for i, name in enumerate(PROVENANCE_FIELDS)}
+_CREATED = "+"  # the one key of a compact create entry (no field is named so)
+
+
+def compact_provenance(provenance: Any) -> Any:
+    if not isinstance(provenance, dict) or not provenance:
+        return provenance
+    masks: dict[str, int] = {}
+    bit = _BIT.get
+    for field, source in provenance.items():
+        flag = bit(field)
+        if flag is None or source.__class__ is not str:
+            return provenance
+        masks[source] = masks.get(source, 0) | flag
+    return [[source, mask] for source, mask in masks.items()]
+
+
+def expand_provenance(stored: Any) -> Any:
+    if not isinstance(stored, list):
+        return stored
+    out: dict[str, str] = {}
+    for source, mask in stored:
+        i = 0
+        while mask:
+            if mask & 1:
+                out[PROVENANCE_FIELDS[i]] = source
+            mask >>= 1
+            i += 1
+    return out
+
+
+def compact_changed(changed: Any) -> Any:
+    if not isinstance(changed, dict) or not changed or _CREATED in changed:
+        return changed
+    after: dict[str, Any] = {}
+    for field, pair in changed.items():
+        if pair.__class__ is not list or len(pair) != 2 or pair[0] is not None:
+            return changed
+        after[field] = pair[1]
+    return {_CREATED: after}
+
+
+def expand_changed(stored: Any) -> Any:
+    if isinstance(stored, dict) and len(stored) == 1 and isinstance(stored.get(_CREATED), dict):
+        return {field: [None, value] for field, value in stored[_CREATED].items()}
+    return stored
+
+
+class _CompactJSON(TypeDecorator[Any]):
+    """JSON stored in a short form: `compact` on the way in, `expand` on the way out."""
+
+    impl = JSON
+    cache_ok = True
+    compact = staticmethod(lambda value: value)
+    expand = staticmethod(lambda value: value)
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        return self.compact(value)
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        return self.expand(value)
+
+
+class ProvenanceJSON(_CompactJSON):
+    """A record's provenance `{field: source}`, stored compactly (see the module docstring)."""
+
+    cache_ok = True  # SQLAlchemy asks each subclass for itself
+    compact = staticmethod(compact_provenance)
+    expand = staticmethod(expand_provenance)
+
+
+class ChangedJSON(_CompactJSON):
+    """A change-feed entry `{field: [before, after]}`, a create's stored compactly."""
+
+    cache_ok = True
+    compact = staticmethod(compact_changed)
+    expand = staticmethod(expand_changed)
