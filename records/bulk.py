@@ -12,11 +12,11 @@ in the same transaction. Ids are allocated up front so that inserts need no RETU
 """
 from __future__ import annotations
 
+import datetime as dt
+import json
 from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
 from typing import Any
-
-import datetime as dt
 
 from sqlalchemy import JSON, Connection, Date, DateTime, Table, text
 
@@ -62,7 +62,8 @@ class BulkInserter:
             # Text format: the server converts each value to its column's type as an INSERT
             # would (binary COPY is ~8 % faster but refuses a float for NUMERIC, an int for text…).
             self.copy_sql = f"COPY {target} FROM STDIN"
-        self.processors = [_processor(table.c[c], dialect) for c in self.columns]
+        copy = self.copy_sql is not None
+        self.processors = [_processor(table.c[c], dialect, copy) for c in self.columns]
         # Python-side column defaults (timestamps, `active`, empty JSON) for keys a row leaves out,
         # since rows written here bypass SQLAlchemy's default handling.
         self.defaults = [_default_of(table.c[c]) for c in self.columns]
@@ -72,7 +73,7 @@ class BulkInserter:
         build rows as ready tuples (`insert_tuples`)."""
         process = None
         if self.sql is not None:
-            process = self._table.c[column].type._cached_bind_processor(self.conn.dialect)
+            process = _processor(self._table.c[column], self.conn.dialect, self.copy_sql is not None, memo=False)
         return process or (lambda value: value)
 
     def insert_tuples(self, rows: list[tuple[Any, ...]], batch: int = 2000) -> None:
@@ -168,13 +169,31 @@ def _default_of(column: Any) -> Any:
     return None
 
 
-def _processor(column: Any, dialect: Any) -> Any:
-    process = column.type._cached_bind_processor(dialect)
-    if isinstance(column.type, Date) and not isinstance(column.type, DateTime):
+def _processor(column: Any, dialect: Any, copy: bool = False, memo: bool = True) -> Any:
+    type_ = column.type
+    json_type = type_ if isinstance(type_, JSON) else getattr(type_, "impl", None)
+    if not isinstance(json_type, JSON):
+        json_type = None
+    if copy and json_type is not None:
+        process = _json_text(type_, json_type, dialect)
+    else:
+        process = type_._cached_bind_processor(dialect)
+    if isinstance(type_, Date) and not isinstance(type_, DateTime):
         return _dates(process)
-    if isinstance(column.type, (DateTime, JSON)) or isinstance(getattr(column.type, "impl", None), JSON):
+    if memo and (isinstance(type_, DateTime) or json_type is not None):
         return _memo(process)
     return process
+
+
+def _json_text(type_: Any, json_type: JSON, dialect: Any) -> Any:
+    """JSON as the text COPY reads, serialised when the row is converted. (psycopg's own bind
+    value is a wrapper serialised only while COPY writes the row: in the run's process, even
+    for rows the read-ahead child built.)"""
+    serialise = json_type._make_bind_processor(None, dialect._json_serializer or json.dumps)
+    if json_type is type_:
+        return serialise
+    prepare = type_.process_bind_param  # a TypeDecorator's own step (records.compact)
+    return lambda value: serialise(prepare(value, dialect))
 
 
 def to_date(value: Any) -> dt.date | None:
