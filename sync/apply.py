@@ -14,6 +14,7 @@ from sqlalchemy import Table, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from records.bulk import BulkInserter, allocate_ids
+from records.compact import created_entry
 from records.crypto import FieldCipher
 from records.stamping import stage_changes
 from records.models import (
@@ -144,14 +145,14 @@ class Applier:
     # -- creates ------------------------------------------------------------------------------
 
     def _new_row(self, kind: str, source: str, data: dict[str, Any], columns: Sequence[str],
-                 id_hash: Any = NOT_HASHED) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+                 id_hash: Any = NOT_HASHED) -> tuple[dict[str, Any], dict[str, Any]]:
         """A new record's row (the given canonical fields present in `data`, as columns, with
         their provenance) and its change-feed entry, in one pass over the fields.
 
         Dates stay ISO text (the bulk inserter parses them); each sensitive value is hashed
         (unless the planner already did: `id_hash`) and masked once for both row and feed."""
         row: dict[str, Any] = {}
-        created: dict[str, list[Any]] = {}
+        created: dict[str, Any] = {}  # after-values: the feed entry is records.compact's create form
         present: list[str] = []
         cipher = self.cipher
         for name in columns:
@@ -163,12 +164,12 @@ class Applier:
             if mask is None:
                 row[name] = value
                 if value is not None:
-                    created[name] = [None, value]
+                    created[name] = value
                 continue
             value = value or None
             masked = mask(value)
             if value is not None:
-                created[name] = [None, masked]
+                created[name] = masked
             row[f"{name}_enc"] = cipher.encrypt(value)
             row[f"{name}_hash"] = id_hash if name == "id_number" and id_hash is not NOT_HASHED else cipher.keyed_hash(value)
             row[f"{name}_masked"] = masked
@@ -183,7 +184,7 @@ class Applier:
             row["staff_active"] = True
         else:
             row["active"] = True
-        return row, created
+        return row, created_entry(created)
 
     def row_builder(self, kind: str, source: str) -> Callable[[dict[str, Any]], NewRow] | None:
         """How a mapped record of `kind` from `source` becomes the row its create inserts —

@@ -10,6 +10,7 @@ from records.compact import (
     PROVENANCE_FIELDS,
     compact_changed,
     compact_provenance,
+    created_entry,
     expand_changed,
     expand_provenance,
 )
@@ -51,6 +52,13 @@ def test_the_field_list_only_grows() -> None:
     assert PROVENANCE_FIELDS.index("id_number") == 16
     assert PROVENANCE_FIELDS.index("paid_on") == 43
     assert len(set(PROVENANCE_FIELDS)) == len(PROVENANCE_FIELDS)
+
+
+def test_a_create_entry_built_in_its_stored_form_is_kept_as_it_is() -> None:
+    stored = created_entry({"name": "张三", "mobile": None})
+    assert compact_changed(stored) is stored
+    assert expand_changed(stored) == {"name": [None, "张三"], "mobile": [None, None]}
+    assert expand_changed(created_entry({})) == {}
 
 
 def test_a_create_entry_drops_its_null_before_values() -> None:
