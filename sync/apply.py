@@ -217,19 +217,6 @@ class Applier:
         inserter = self._creating[kind]
         return inserter if inserter.sql is not None else None
 
-    def _insert_built(self, kind: str, items: list[Item]) -> None:
-        """Insert creates whose rows were built ahead, and record them in the feed."""
-        ids = allocate_ids(self.conn, MODEL[kind].__table__, len(items))
-        if kind in _PERSON_ID_FIRST:
-            rows = [(new_id, i.person.id, *i.new_row.values) for new_id, i in zip(ids, items)]  # type: ignore[union-attr]
-        else:
-            rows = [(new_id, *i.new_row.values) for new_id, i in zip(ids, items)]  # type: ignore[union-attr]
-        self._creating[kind].insert_tuples(rows)
-        for item, new_id in zip(items, ids):
-            item.ref.id = new_id
-            self._record_serialised(kind, new_id, "create", item.new_row.created)  # type: ignore[union-attr]
-            item.new_row = None
-
     def _insert(self, table: Table, rows: list[dict[str, Any]]) -> list[int]:
         """Insert rows with ids allocated up front; the ids, in the order of the rows."""
         if not rows:
@@ -249,24 +236,38 @@ class Applier:
         return inserter
 
     def _insert_entities(self, kind: str, items: list[Item]) -> None:
-        built = [i for i in items if i.new_row is not None]
-        if built:
-            items = [i for i in items if i.new_row is None]
-            self._insert_built(kind, built)
+        """Insert creates, their rows built ahead (sync.read_ahead) or built here, and record
+        them in the feed. Ids and feed entries follow the records' order either way, so what a
+        run writes does not depend on how it shared the work with the read-ahead child."""
         if not items:
             return
-        model = MODEL[kind]
-        columns = COLUMNS[kind]
-        rows, feed = [], []
-        for item in items:
-            row, created = self._new_row(kind, item.source, item.data or {}, columns, item.id_hash)
-            if kind == "party_members":
+        table = MODEL[kind].__table__
+        ids = allocate_ids(self.conn, table, len(items))
+        person_first = kind in _PERSON_ID_FIRST
+        built: list[tuple[Any, ...]] = []
+        rows: list[dict[str, Any]] = []
+        feed: list[Any] = []
+        for item, new_id in zip(items, ids):
+            item.ref.id = new_id
+            new_row = item.new_row
+            if new_row is not None:
+                lead = (new_id, item.person.id) if person_first else (new_id,)  # type: ignore[union-attr]
+                built.append((*lead, *new_row.values))
+                feed.append(new_row.created)
+                item.new_row = None
+                continue
+            row, created = self._new_row(kind, item.source, item.data or {}, COLUMNS[kind], item.id_hash)
+            row["id"] = new_id
+            if person_first:
                 row["person_id"] = item.person.id  # type: ignore[union-attr]
             rows.append(row)
-            feed.append(created)
-        for item, new_id, created in zip(items, self._insert(model.__table__, rows), feed):
-            item.ref.id = new_id
-            self._record_change(kind, new_id, "create", created)
+            feed.append(self._changed_json(created))
+        if built:
+            self._creating[kind].insert_tuples(built)
+        if rows:
+            self._inserter(table, with_id=True).insert(rows)
+        for new_id, created in zip(ids, feed):
+            self._record_serialised(kind, new_id, "create", created)
 
     def _create_roster_persons(self, creates: list[Item]) -> None:
         """Persons known only from the party roster (no staff record, at least not yet)."""

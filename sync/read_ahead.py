@@ -5,16 +5,17 @@ run knew when the pull began: its raw fingerprint (is it unchanged since the sou
 saw it?), the mapping (or the reason it is quarantined), its stored key and whether the pull
 already had that key — and, for a record no link knows, the row a create would insert
 (encrypted, hashed, masked, with its provenance and change-feed entry), built in case the run
-creates it. That is `Recogniser`. The second half — correlation, diffing against stored rows,
-writing — needs the run's database transaction and stays in the run's process.
+creates it (in a child, only while the run has pages waiting). That is `Recogniser`. The
+second half — correlation, diffing against stored rows, writing — needs the run's database
+transaction and stays in the run's process.
 
 On two or more cores the first half runs beside the second: after `AHEAD_AFTER_PAGES` pages
 (small pulls never pay for a process) the run forks a child that continues the connector's own
 page generator where it stood, recognises each page and sends the outcomes back through a pipe,
 while the run plans and writes the previous ones. Up to `PAGES_AHEAD` pages wait in the child
 (`_Outbox`), so it keeps working while the run waits on its database, and memory stays flat.
-At a million staff this takes fetching, JSON decoding, fingerprinting, mapping and building the
-creates' rows (~40 CPU-seconds of a ~70-second first load on SQLite) off the run's path.
+At a million staff this takes fetching, JSON decoding, fingerprinting, mapping and most of the
+creates' rows (~40 CPU-seconds of a ~60-second first load on SQLite) off the run's path.
 
 Only connectors that say they can be continued in a child are read ahead (`read_ahead = True`:
 the HTTP connectors; the child drops the parent's pooled connections and opens its own, so the
@@ -54,6 +55,8 @@ DUPLICATE = "duplicate record key in this pull; the first one was used"
 class Recogniser:
     """The per-record first half of planning one pull (module docstring). `seen` and
     `protected` grow as pages are recognised; a child process continues with a copy of them."""
+
+    building = True  # build creates' rows; off while the child is behind the run (_in_child)
 
     def __init__(self, *, kind: str, mapping: Mapping, context: MappingContext, salt: bytes,
                  fingerprint: Callable[[dict[str, Any], bytes], str], by_fingerprint: dict[str, str],
@@ -103,7 +106,7 @@ class Recogniser:
         return out
 
     def _new_row(self, ext: str, data: dict[str, Any]) -> Any:
-        if self.build_row is None or ext in self.linked:
+        if self.build_row is None or not self.building or ext in self.linked:
             return None
         try:
             return self.build_row(data)
@@ -152,6 +155,10 @@ class _Outbox:
     def put(self, message: tuple[Any, ...]) -> None:
         self.queue.put(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
+    def backlog(self) -> int:
+        """Pages queued that the run has not begun to take."""
+        return self.queue.qsize()
+
     def close(self) -> int:
         """Wait until everything queued is written; the child's exit status."""
         self.queue.put(None)
@@ -170,6 +177,10 @@ def _in_child(connector: Connector, pages: Iterator[Any],
             outbox = _Outbox(sender)
             connector.forget_connections()
             for page in pages:
+                # Creates' rows are built here only while the run has pages waiting; when it
+                # waits for this child, the run builds them itself (sync.apply does for any
+                # create that comes without), so whichever side is slower sheds that work.
+                recogniser.building = outbox.backlog() > 0
                 outbox.put(("page", recogniser.page(page.records), len(page.records), page.cursor))
             outbox.put(("done",))
         except SourceError as exc:

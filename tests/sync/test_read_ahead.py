@@ -2,12 +2,12 @@
 
 Against the paginated REST fake (pages of 100), the staff (30 pages) and roster (~11 pages)
 pulls of a 3 000-staff enterprise pass `AHEAD_AFTER_PAGES` — the roster's mapping resolves
-branch names, so the child maps with what the run learned before it forked. The data is
-exactly what the same syncs write without reading ahead (full, no-op, 5 % changed; SQLite and
-PostgreSQL); a source error on a page the child reads fails the run with the same error class
-and applies nothing; a child that dies fails the run, never applying a half-read pull as if it
-were whole. The parent's HTTP connections keep working after a child (the next pulls of the
-same connector).
+branch names, so the child maps with what the run learned before it forked. The data and the
+change feed are exactly what the same syncs write without reading ahead, and without any
+create's row built ahead (full, no-op, 5 % changed; SQLite and PostgreSQL); a source error on
+a page the child reads fails the run with the same error class and applies nothing; a child
+that dies fails the run, never applying a half-read pull as if it were whole. The parent's HTTP
+connections keep working after a child (the next pulls of the same connector).
 """
 from __future__ import annotations
 
@@ -22,21 +22,27 @@ from sqlalchemy import select
 from benchmarks.enterprise import generate
 from benchmarks.fake_source import FakeSource
 from records.db import session_factory
-from records.models import Membership, OrgUnit, PartyOrg, Person, SourceLink
+from records.models import Change, Membership, OrgUnit, PartyOrg, Person, SourceLink
 from sync import read_ahead
 from tests.conftest import _fresh_server_database
 from tests.sync.test_failures import RestSite
 
 STAFF = 3000
+MODES = ("ahead", "in_place", "unbuilt")
 
 
 def _state(site: RestSite) -> dict[str, Any]:
     with session_factory(site.runtime.engine)() as s:
         return {
             "persons": sorted(s.execute(select(Person.employee_no, Person.name, Person.org_unit_code,
-                                               Person.id_number_hash, Person.staff_active)).all(), key=repr),
+                                               Person.id_number_hash, Person.id_number_masked,
+                                               Person.mobile_masked, Person.birth_date, Person.provenance,
+                                               Person.staff_active)).all(), key=repr),
             "memberships": sorted(s.execute(select(Membership.party_org_code, Membership.category,
+                                                   Membership.joined_on, Membership.provenance,
                                                    Membership.active)).all(), key=repr),
+            # Rows built ahead (in the child or in place) and rows the run built: one feed.
+            "feed": sorted(s.execute(select(Change.entity, Change.op, Change.changed)).all(), key=repr),
             "units": sorted(s.execute(select(OrgUnit.code, OrgUnit.parent_code, OrgUnit.active)).all(), key=repr),
             "orgs": sorted(s.execute(select(PartyOrg.code, PartyOrg.name, PartyOrg.active)).all(), key=repr),
             "links": sorted(s.execute(select(SourceLink.source, SourceLink.kind, SourceLink.external_id,
@@ -45,20 +51,21 @@ def _state(site: RestSite) -> dict[str, Any]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def two_databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """Two empty databases of one kind: one synced reading ahead, one reading in place."""
+def three_databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, ...]]:
+    """Three empty databases of one kind: synced reading ahead, reading in place, and reading in
+    place with no create's row built ahead (the run builds each at insert time)."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ahead.db'}", f"sqlite:///{tmp_path / 'in-place.db'}"
+        yield tuple(f"sqlite:///{tmp_path / (mode + '.db')}" for mode in MODES)
         return
-    (first, drop_first), (second, drop_second) = (_fresh_server_database("postgresql") for _ in range(2))
+    servers = [_fresh_server_database("postgresql") for _ in MODES]
     try:
-        yield first, second
+        yield tuple(url for url, _ in servers)
     finally:
-        drop_first()
-        drop_second()
+        for _, drop in servers:
+            drop()
 
 
-def test_read_ahead_writes_exactly_what_reading_in_place_writes(tmp_path: Path, two_databases: tuple[str, str],
+def test_read_ahead_writes_exactly_what_reading_in_place_writes(tmp_path: Path, three_databases: tuple[str, ...],
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     forks: list[int] = []
     real_fork = os.fork
@@ -71,14 +78,17 @@ def test_read_ahead_writes_exactly_what_reading_in_place_writes(tmp_path: Path, 
 
     monkeypatch.setattr(read_ahead.os, "fork", counting_fork)
     states, counts = [], []
-    for db_url, ahead in zip(two_databases, (True, False)):
+    for db_url, mode in zip(three_databases, MODES):
+        ahead = mode == "ahead"
         if not ahead:
             monkeypatch.setattr(read_ahead, "AHEAD_AFTER_PAGES", 10**9)
+        if mode == "unbuilt":
+            monkeypatch.setattr(read_ahead.Recogniser, "building", False)
         forks.clear()
         enterprise = generate(staff=STAFF, seed=17)
         with FakeSource(enterprise, page_size=100) as source:
-            (tmp_path / str(ahead)).mkdir()
-            site = RestSite(tmp_path / str(ahead), db_url, source)
+            (tmp_path / mode).mkdir()
+            site = RestSite(tmp_path / mode, db_url, source)
             first = site.sync()
             assert first.status == "succeeded"
             # Staff and roster (and the appraisals) were read ahead, or nothing was.
@@ -90,8 +100,8 @@ def test_read_ahead_writes_exactly_what_reading_in_place_writes(tmp_path: Path, 
             assert changed.status == "succeeded" and changed.counts["staff"]["updated"]
             states.append(_state(site))
             counts.append((first.counts, noop.counts, changed.counts, changed.mismatches_by_rule))
-    assert states[0] == states[1]
-    assert counts[0] == counts[1]
+    assert states[0] == states[1] == states[2]
+    assert counts[0] == counts[1] == counts[2]
 
 
 def test_a_source_error_on_a_page_read_ahead_fails_the_run(tmp_path: Path, sqlite_url: str) -> None:
