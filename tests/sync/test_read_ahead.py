@@ -24,6 +24,7 @@ from benchmarks.fake_source import FakeSource
 from records.db import session_factory
 from records.models import Change, Membership, OrgUnit, PartyOrg, Person, SourceLink
 from sync import read_ahead
+from sync.apply import Applier
 from tests.conftest import _fresh_server_database
 from tests.sync.test_failures import RestSite
 
@@ -77,6 +78,22 @@ def test_read_ahead_writes_exactly_what_reading_in_place_writes(tmp_path: Path, 
         return pid
 
     monkeypatch.setattr(read_ahead.os, "fork", counting_fork)
+    # Rows built in this process (a failed build would fall back silently: count the successes).
+    built: list[str] = []
+    real_row_builder = Applier.row_builder
+
+    def counting_row_builder(self: Applier, kind: str, source: str):  # noqa: ANN202 - a builder or None
+        build = real_row_builder(self, kind, source)
+        if build is None:
+            return None
+
+        def counted(data: dict[str, Any]) -> Any:
+            row = build(data)
+            built.append(kind)
+            return row
+        return counted
+
+    monkeypatch.setattr(Applier, "row_builder", counting_row_builder)
     states, counts = [], []
     for db_url, mode in zip(three_databases, MODES):
         ahead = mode == "ahead"
@@ -85,6 +102,7 @@ def test_read_ahead_writes_exactly_what_reading_in_place_writes(tmp_path: Path, 
         if mode == "unbuilt":
             monkeypatch.setattr(read_ahead.Recogniser, "building", False)
         forks.clear()
+        built.clear()
         enterprise = generate(staff=STAFF, seed=17)
         with FakeSource(enterprise, page_size=100) as source:
             (tmp_path / mode).mkdir()
@@ -93,6 +111,10 @@ def test_read_ahead_writes_exactly_what_reading_in_place_writes(tmp_path: Path, 
             assert first.status == "succeeded"
             # Staff and roster (and the appraisals) were read ahead, or nothing was.
             assert (len(forks) >= 2) if ahead else not forks
+            if mode == "in_place":  # every new staff record's row was built ahead, none failed
+                assert built.count("staff") >= first.counts["staff"]["created"] > 0
+            elif mode == "unbuilt":
+                assert not built
             noop = site.sync()
             assert noop.counts["staff"]["unchanged"] == first.counts["staff"]["created"]
             enterprise.mutate(fraction=0.05, seed=3)
