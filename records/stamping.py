@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Engine, bindparam, event, text
 
 _PENDING_FLAG = "dualline_changes_pending"
 _STAGED_FLAG = "dualline_changes_staged"
+_HELD_FLAG = "dualline_feed_held"
 _ID_CHUNK = 5000
 _INSERTS_CHANGES = re.compile(r"\s*INSERT\s+INTO\s+[`\"]?changes[`\"]?\s*\(", re.IGNORECASE)
 
@@ -40,6 +41,50 @@ def _pending_rows(dialect: str) -> str:
     if dialect in ("mysql", "mariadb"):
         return "txn = connection_id() AND seq IS NULL"
     raise ValueError(f"no pending-row test for {dialect}")
+
+
+def hold_feed(conn: Connection) -> int | None:
+    """PostgreSQL: lock the feed counter now, until this transaction ends, so that the change
+    rows it writes can be numbered as they are inserted: `seq = id + offset` (the returned
+    offset), written once, straight into `changes` — no staging table to move at COMMIT.
+
+    Every other writer of the feed then waits at its own COMMIT (where it stamps) until this
+    transaction ends, so only a run that shuts them out anyway should hold it: a first load,
+    whose deferred indexes (records.bulk DeferredIndexes) already lock the person tables.
+    Returns None, holding nothing, when this transaction has written or staged change rows
+    already (they are stamped the usual way) or on another database."""
+    if conn.dialect.name != "postgresql" or conn.info.get(_STAGED_FLAG):
+        return None
+    if _HELD_FLAG in conn.info:
+        return conn.info[_HELD_FLAG]
+    if conn.execute(text(f"SELECT 1 FROM changes WHERE {_pending_rows('postgresql')} LIMIT 1")).first():
+        return None
+    last = conn.execute(text("SELECT last_seq FROM change_feed_counter WHERE id = 1 FOR UPDATE")).scalar()
+    if last is None:  # a database whose counter row is missing: begin it after the largest seq
+        last = conn.execute(text("SELECT COALESCE(MAX(seq), 0) FROM changes")).scalar_one()
+        conn.execute(text("INSERT INTO change_feed_counter (id, last_seq) VALUES (1, :last)"), {"last": last})
+    # Every id this transaction takes from now on is above `first` (the sequence only climbs),
+    # so every seq it gives is above `last`: after every seq already committed.
+    first = conn.execute(text("SELECT nextval(pg_get_serial_sequence('changes', 'id'))")).scalar_one()
+    offset = last + 1 - first
+    conn.info[_HELD_FLAG] = offset
+    return offset
+
+
+def held_feed_offset(conn: Connection) -> int | None:
+    """The offset of `hold_feed` while this transaction holds the feed, else None."""
+    return conn.info.get(_HELD_FLAG)
+
+
+def _stamp_held(conn: Connection, offset: int) -> int:
+    """COMMIT of a transaction holding the feed: its rows still without a `seq` (written by the
+    ORM, say) are numbered like the rest, and the counter moves past the largest."""
+    stamped = conn.execute(text(f"UPDATE changes SET seq = id + :offset WHERE {_pending_rows('postgresql')}"),
+                           {"offset": offset}).rowcount
+    # The largest seq of all is this transaction's (nobody else could stamp meanwhile).
+    conn.execute(text("UPDATE change_feed_counter SET last_seq = GREATEST(last_seq, "
+                      "(SELECT COALESCE(MAX(seq), 0) FROM changes)) WHERE id = 1"))
+    return stamped
 
 
 def stamp_changes(conn: Connection, staged: bool = False) -> int:
@@ -165,7 +210,10 @@ def _mark_change_inserts(conn: Connection, cursor: Any, statement: str, paramete
 def _stamp_before_commit(conn: Connection) -> None:
     pending = conn.info.pop(_PENDING_FLAG, False)
     staged = conn.info.pop(_STAGED_FLAG, False)
-    if pending or staged:
+    held = conn.info.pop(_HELD_FLAG, None)
+    if held is not None:
+        _stamp_held(conn, held)
+    elif pending or staged:
         stamp_changes(conn, staged=staged)
 
 
@@ -173,6 +221,7 @@ def _forget_on_rollback(conn: Connection) -> None:
     # A rollback drops the temporary table too (created in the transaction, or ON COMMIT DROP).
     conn.info.pop(_PENDING_FLAG, None)
     conn.info.pop(_STAGED_FLAG, None)
+    conn.info.pop(_HELD_FLAG, None)
 
 
 # Class-level: every engine of the process, whoever made it.

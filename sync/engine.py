@@ -36,6 +36,7 @@ from records.bulk import DeferredIndexes
 from records.crypto import mask_id_number
 from records.db import session_factory
 from records.models import Change, Membership, Person, Quarantine, SourceCursor, SourceLink, SyncRun, utcnow
+from records.stamping import hold_feed
 from sync.alignment import align
 from sync.apply import Applier
 from sync.config import ConfigError, SourceConfig
@@ -246,10 +247,11 @@ class SyncEngine:
                 session.execute(update(SyncRun).where(SyncRun.id == run_id).values(status="running"))
             # Creates and updates stream into this still-uncommitted transaction as they are
             # planned; the guard looks at the whole run before anything is committed.
-            applier = Applier(session, cipher, run_id, actor, self._ranks(sources))
             # A first load into empty tables builds their indexes once, after the pull.
             deferred = DeferredIndexes(session.connection())
-            deferred.defer(_first_load_tables(session.connection().dialect.name))
+            if _first_load_feed(deferred.defer(_FIRST_LOAD_TABLES), session.connection()):
+                deferred.defer((Change.__table__,))
+            applier = Applier(session, cipher, run_id, actor, self._ranks(sources))
             plan.sink = applier.apply_batch
             planner = Planner(session, cipher, plan, self.config.party_org_names, applier.row_builder)
             pulls = self.pulls(session, sources, built, full)
@@ -432,12 +434,21 @@ def _both(first: ProgressFn | None, second: ProgressFn | None) -> ProgressFn | N
     return both
 
 
-def _first_load_tables(dialect: str) -> tuple[Any, ...]:
-    """Tables the sync bulk-writes whose plain indexes a first load builds at the end
-    (records.bulk DeferredIndexes). On PostgreSQL a run's change rows wait in a staging table
-    until COMMIT, after any restore: records.stamping defers the feed's indexes there itself."""
-    tables = (Person.__table__, Membership.__table__, SourceLink.__table__)
-    return tables if dialect == "postgresql" else (*tables, Change.__table__)
+# Tables the sync bulk-writes whose plain indexes a first load builds at the end (records.bulk
+# DeferredIndexes); the change feed's too where its rows are numbered as they are written.
+_FIRST_LOAD_TABLES = (Person.__table__, Membership.__table__, SourceLink.__table__)
+
+
+def _first_load_feed(deferred: list[str], conn: Any) -> bool:
+    """Whether this run writes its change rows straight into the feed, numbered as it goes: on
+    SQLite always (records.stamping); on PostgreSQL when it is a first load (the person tables
+    were empty, so their deferred indexes lock them until COMMIT anyway) and it can hold the
+    feed counter for its length (records.stamping.hold_feed). Otherwise PostgreSQL stages the
+    rows and moves them in at COMMIT, where it defers the feed's indexes itself."""
+    if conn.dialect.name == "sqlite":
+        return True
+    first_load = any(name in deferred for name in (ix.name for ix in Person.__table__.indexes))
+    return first_load and hold_feed(conn) is not None
 
 
 class _PhaseClock:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from records.db import make_engine, upgrade
 from records.feed import SubtreeWindow, read_feed
-from records.stamping import stamp_changes
+from records.stamping import hold_feed, stamp_changes
 from records.models import Change, ChangeFeedCounter, utcnow
 
 
@@ -85,6 +85,61 @@ def test_stamping_is_serialised_by_the_counter(server_engine) -> None:
     assert [c.actor for c in rows] == ["first", "second"]
     first.close()
     second.close()
+
+
+def test_a_transaction_holding_the_feed_numbers_rows_as_it_writes_them(server_engine) -> None:
+    """PostgreSQL's first-load path (hold_feed): rows written with `seq = id + offset` at INSERT
+    and rows left for the commit both come after everything committed before, in id order;
+    another writer that committed nothing yet waits at its COMMIT and comes after them all."""
+    if server_engine.dialect.name != "postgresql":
+        pytest.skip("the feed is held on PostgreSQL only (MariaDB stamps by primary key)")
+    with server_engine.begin() as conn:
+        conn.execute(insert(Change.__table__), [_row("before")])
+    before, cursor = _follow(server_engine, 0)
+    holder = server_engine.connect()
+    holder.begin()
+    offset = hold_feed(holder)
+    assert offset is not None and hold_feed(holder) == offset  # held once per transaction
+    other = server_engine.connect()
+    other.begin()
+    other.execute(insert(Change.__table__), [_row("other")])  # writing does not wait
+    ids = [r[0] for r in holder.execute(text(
+        "SELECT nextval(pg_get_serial_sequence('changes', 'id')) FROM generate_series(1, 2)"))]
+    holder.execute(insert(Change.__table__), [{**_row(f"numbered-{i}"), "id": i, "seq": i + offset} for i in ids])
+    holder.execute(insert(Change.__table__), [_row("stamped-at-commit")])
+    committed = threading.Event()
+
+    def commit_other() -> None:
+        other.commit()
+        committed.set()
+
+    worker = threading.Thread(target=commit_other)
+    worker.start()
+    time.sleep(0.5)
+    assert not committed.is_set()  # the holder has the counter until it ends
+    assert _follow(server_engine, cursor)[0] == []
+    holder.commit()
+    worker.join(10)
+    assert committed.is_set()
+    rows, last = _follow(server_engine, cursor)
+    assert [c.actor for c in rows] == [f"numbered-{i}" for i in ids] + ["stamped-at-commit", "other"]
+    assert rows[0].seq > before[-1].seq
+    with Session(server_engine) as s:
+        assert s.scalar(select(ChangeFeedCounter.last_seq)) == last
+    holder.close()
+    other.close()
+
+
+def test_no_feed_is_held_after_the_transaction_wrote_change_rows(server_engine) -> None:
+    if server_engine.dialect.name != "postgresql":
+        pytest.skip("the feed is held on PostgreSQL only")
+    with server_engine.connect() as conn:
+        conn.begin()
+        conn.execute(insert(Change.__table__), [_row("early")])
+        assert hold_feed(conn) is None  # its rows could not be numbered after the counter
+        conn.commit()
+    rows, _ = _follow(server_engine, 0)
+    assert [c.actor for c in rows] == ["early"]
 
 
 def test_follower_never_misses_under_concurrent_writers(server_engine) -> None:

@@ -1,5 +1,7 @@
 """A first load into empty tables builds their plain indexes once, after the pull (records.bulk
-DeferredIndexes; on PostgreSQL the change feed's, after the staged rows move in at COMMIT)."""
+DeferredIndexes), the change feed's included: its rows are numbered as they are written (on
+PostgreSQL the run holds the feed, records.stamping.hold_feed); later runs on PostgreSQL stage
+theirs and move them in at COMMIT."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,9 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, inspect, select
 
+from records import stamping
 from records.bulk import DeferredIndexes
 from records.db import session_factory
-from records.models import Change, Person
+from records.models import Change, ChangeFeedCounter, Person
 from tests.sync.conftest import make_site
 
 TABLES = ("persons", "memberships", "source_links", "changes")
@@ -23,6 +26,9 @@ def indexes(engine) -> dict[str, set[str]]:
 def test_first_load_defers_and_rebuilds_every_index(tmp_path: Path, any_db_url: str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("records.stamping._REBUILD_INDEXES_FROM", 10)
+    moved: list[int] = []
+    move = stamping._move_staged
+    monkeypatch.setattr(stamping, "_move_staged", lambda conn, offset: moved.append(move(conn, offset)) or moved[-1])
     deferred: list[list[str]] = []
     defer = DeferredIndexes.defer
     monkeypatch.setattr(DeferredIndexes, "defer", lambda self, tables: deferred.append(defer(self, tables)) or deferred[-1])
@@ -35,15 +41,32 @@ def test_first_load_defers_and_rebuilds_every_index(tmp_path: Path, any_db_url: 
     if site.runtime.engine.dialect.name in ("mysql", "mariadb"):
         assert deferred == [[]]  # its DDL would commit the run half-way
     else:
-        assert {"ix_persons_name", "ix_memberships_person_id", "ix_source_links_entity"} <= set(deferred[0])
+        assert {"ix_persons_name", "ix_memberships_person_id", "ix_source_links_entity",
+                "ix_changes_entity"} <= set(deferred[-1])
+    assert moved == []  # nothing staged: written once, numbered
     assert indexes(site.runtime.engine) == before
-    with session_factory(site.runtime.engine)() as s:
-        seqs = s.scalars(select(Change.seq).order_by(Change.id)).all()
-    assert None not in seqs and seqs == sorted(set(seqs))
+    first_seqs = feed(site.runtime.engine)
 
+    site.enterprise.mutate(fraction=0.05, seed=5)
+    site.rewrite()
     second = site.sync()  # the tables are not empty any more: nothing deferred
     assert second.status == "succeeded" and deferred[-1] == []
     assert indexes(site.runtime.engine) == before
+    if site.runtime.engine.dialect.name == "postgresql":
+        assert moved and moved[-1] > 0  # staged this time
+    seqs = feed(site.runtime.engine)
+    assert seqs[: len(first_seqs)] == first_seqs and len(seqs) > len(first_seqs)
+
+
+def feed(engine) -> list[int]:
+    """Every seq in id order: all stamped, unique, increasing, and the counter at the last."""
+    with session_factory(engine)() as s:
+        seqs = s.scalars(select(Change.seq).order_by(Change.id)).all()
+        counter = s.scalar(select(ChangeFeedCounter.last_seq))
+    assert None not in seqs and seqs == sorted(set(seqs))
+    if engine.dialect.name != "sqlite":  # SQLite numbers by id, without the counter
+        assert counter == seqs[-1]
+    return seqs
 
 
 def test_a_failed_first_load_keeps_its_indexes(tmp_path: Path, any_db_url: str,
