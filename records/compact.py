@@ -11,12 +11,15 @@ stored; everything above the database (ORM, Core queries, the bulk inserter) see
   source, each bit a field of `PROVENANCE_FIELDS`. A map naming a field outside that list, or a
   source that is not a string, is stored as it is.
 * `ChangedJSON`: a change whose before-values are all null (a create) is kept as
-  `{"+": {field: after}}` instead of `{field: [null, after]}`.
+  `{"+": [field bits, after, after, …]}` instead of `{field: [null, after], …}`: the values in
+  the order of `PROVENANCE_FIELDS` (which is also the order the fields read back in), or as
+  `{"+": {field: after}}` when a field is outside that list.
 
 Rows written before these types existed hold the literal form, which reads back unchanged.
 """
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import JSON
@@ -35,6 +38,7 @@ PROVENANCE_FIELDS = (
 )
 _BIT = {name: 1 << i for i, name in enumerate(PROVENANCE_FIELDS)}
 _CREATED = "+"  # the one key of a compact create entry (no field is named so)
+_MISSING = object()
 
 
 def compact_provenance(provenance: Any) -> Any:
@@ -72,18 +76,56 @@ def compact_changed(changed: Any) -> Any:
         if pair.__class__ is not list or len(pair) != 2 or pair[0] is not None:
             return changed
         after[field] = pair[1]
-    return {_CREATED: after}
+    return created_entry(after)
+
+
+# How to lay out the after-values of a create by its field names (in the writer's order): the
+# field bits and a function picking the values in bit order, or None when a field has no bit.
+# A writer makes its creates of one kind with the same fields, so a handful of entries serve a
+# million rows; bounded against a writer with ever new field sets.
+_LAYOUTS: dict[tuple[str, ...], tuple[int, Any] | None] = {}
+_MAX_LAYOUTS = 512
+
+
+def _layout(fields: tuple[str, ...]) -> tuple[int, Any] | None:
+    if not fields or any(f not in _BIT for f in fields) or len(set(fields)) != len(fields):
+        return None
+    ordered = sorted(fields, key=_BIT.__getitem__)
+    mask = 0
+    for field in ordered:
+        mask |= _BIT[field]
+    if len(ordered) == 1:
+        only = ordered[0]
+        return mask, lambda after: (after[only],)
+    return mask, itemgetter(*ordered)
 
 
 def created_entry(after: dict[str, Any]) -> dict[str, Any]:
     """A create's change entry (`{field: [None, after]}` when read) built straight in its stored
     form, for writers that make a million of them (sync.apply); `ChangedJSON` keeps it as it is."""
-    return {_CREATED: after}
+    fields = tuple(after)
+    layout = _LAYOUTS.get(fields, _MISSING)
+    if layout is _MISSING:
+        layout = _layout(fields)
+        if len(_LAYOUTS) < _MAX_LAYOUTS:
+            _LAYOUTS[fields] = layout
+    if layout is None:
+        return {_CREATED: after}
+    mask, pick = layout
+    return {_CREATED: [mask, *pick(after)]}
 
 
 def expand_changed(stored: Any) -> Any:
-    if isinstance(stored, dict) and len(stored) == 1 and isinstance(stored.get(_CREATED), dict):
-        return {field: [None, value] for field, value in stored[_CREATED].items()}
+    if not isinstance(stored, dict) or len(stored) != 1:
+        return stored
+    created = stored.get(_CREATED)
+    if isinstance(created, dict):
+        return {field: [None, value] for field, value in created.items()}
+    if isinstance(created, list) and created and isinstance(created[0], int):
+        mask, values = created[0], created[1:]
+        fields = [PROVENANCE_FIELDS[i] for i in range(mask.bit_length()) if mask >> i & 1]
+        if len(fields) == len(values):
+            return {field: [None, value] for field, value in zip(fields, values)}
     return stored
 
 

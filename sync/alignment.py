@@ -26,6 +26,7 @@ from sqlalchemy import Connection, bindparam, delete, event, func, insert, or_, 
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import Pool
 
+from records.compact import expand_changed
 from records.models import Change, ExpectedBranch, Membership, Mismatch, OrgUnit, PartyOrg, Person, SyncRun, utcnow
 from records.stamping import unstamped_change_tables
 from sync.plan import Ambiguity
@@ -188,7 +189,8 @@ def _changed_rows(conn: Connection, since: int) -> list[tuple[str, int, Any]]:
         staged = text(f"SELECT entity, entity_id, changed FROM {table} "
                       "WHERE seq IS NULL AND entity IN :entities").bindparams(bindparam("entities", expanding=True))
         rows.extend(conn.execute(staged, {"entities": list(ALIGNMENT_ENTITIES)}))
-    return [(entity, entity_id, json.loads(changed) if isinstance(changed, str) else (changed or {}))
+    # The text queries read the stored form: expanded here as the column type would.
+    return [(entity, entity_id, expand_changed(json.loads(changed) if isinstance(changed, str) else (changed or {})))
             for entity, entity_id, changed in rows]
 
 

@@ -58,14 +58,31 @@ def test_a_create_entry_built_in_its_stored_form_is_kept_as_it_is() -> None:
     stored = created_entry({"name": "张三", "mobile": None})
     assert compact_changed(stored) is stored
     assert expand_changed(stored) == {"name": [None, "张三"], "mobile": [None, None]}
+    assert expand_changed(created_entry({"code": "X"})) == {"code": [None, "X"]}
     assert expand_changed(created_entry({})) == {}
 
 
-def test_a_create_entry_drops_its_null_before_values() -> None:
+def test_a_create_entry_keeps_only_its_values_in_field_order() -> None:
+    created = {"employee_no": [None, "E1"], "name": [None, "张三"], "mobile": [None, None],
+               "attendee_nos": [None, ["E2", "E3"]]}
+    stored = compact_changed(created)
+    bits = sum(1 << PROVENANCE_FIELDS.index(f) for f in created)
+    assert stored == {"+": [bits, "张三", "E1", None, ["E2", "E3"]]}  # name's bit comes first
+    assert expand_changed(json.loads(json.dumps(stored))) == created
+    assert len(json.dumps(stored)) < len(json.dumps({f: v for f, (_, v) in created.items()}))
+
+
+def test_a_create_entry_naming_a_field_outside_the_list_keeps_the_names() -> None:
     created = {"name": [None, "张三"], "id_number": [None, "110101********0015"], "link": [None, {"source": "hr"}]}
     stored = compact_changed(created)
     assert stored == {"+": {"name": "张三", "id_number": "110101********0015", "link": {"source": "hr"}}}
     assert expand_changed(json.loads(json.dumps(stored))) == created
+
+
+def test_create_entries_written_in_the_earlier_short_form_read_back() -> None:
+    assert expand_changed({"+": {"name": "张三", "code": "X"}}) == {"name": [None, "张三"], "code": [None, "X"]}
+    assert expand_changed({"+": [1 << PROVENANCE_FIELDS.index("code"), "X", "extra"]}) == \
+        {"+": [1 << PROVENANCE_FIELDS.index("code"), "X", "extra"]}  # not ours: left alone
 
 
 @pytest.mark.parametrize("changed", [
