@@ -257,11 +257,17 @@ class DeferredIndexes:
     so a failed run rolls the drop back with the rest. Unique indexes stay: they are constraints.
     SQLite and PostgreSQL only (their DDL is transactional; MariaDB's would commit the run). On
     PostgreSQL the drop locks the (empty) table against readers until the run commits.
+
+    On PostgreSQL such a table's foreign keys wait too: checked row by row, each check looks the
+    referenced row up and locks it (a WAL record per row: 400 000 for a first load's roster);
+    added back, the constraint is validated by one join over both tables — and the run fails
+    there, rolled back whole, if a row breaks it, as it would have failed at that row.
     """
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.dropped: list[Any] = []
+        self.dropped_keys: list[tuple[str, str, str]] = []  # (table, constraint, definition)
 
     def defer(self, tables: Iterable[Table]) -> list[str]:
         """Drop the plain indexes of those `tables` that are empty; returns their names."""
@@ -278,10 +284,24 @@ class DeferredIndexes:
             for index in plain:
                 index.drop(self.conn)
                 self.dropped.append(index)
+            if self.conn.dialect.name == "postgresql":
+                self._drop_foreign_keys(table)
         return [ix.name for ix in self.dropped]
 
+    def _drop_foreign_keys(self, table: Table) -> None:
+        """Those whose referenced table is empty too (a first load of both): dropping a key
+        locks the referenced table as well, which must not shut readers out of a full one."""
+        keys = self.conn.execute(text(
+            "SELECT conname, pg_get_constraintdef(oid), CAST(confrelid AS regclass)::text FROM pg_constraint "
+            "WHERE conrelid = CAST(:t AS regclass) AND contype = 'f'"), {"t": table.name}).all()
+        for name, definition, referenced in keys:
+            if self.conn.exec_driver_sql(f"SELECT 1 FROM {referenced} LIMIT 1").first():
+                continue
+            self.conn.exec_driver_sql(f'ALTER TABLE {table.name} DROP CONSTRAINT "{name}"')
+            self.dropped_keys.append((table.name, name, definition))
+
     def restore(self) -> None:
-        if not self.dropped:
+        if not self.dropped and not self.dropped_keys:
             return
         if self.conn.dialect.name == "postgresql":
             # Sorting in memory rather than in temporary files (the server's memory, for this transaction).
@@ -289,6 +309,9 @@ class DeferredIndexes:
         for index in self.dropped:
             index.create(self.conn)
         self.dropped = []
+        for table, name, definition in self.dropped_keys:
+            self.conn.exec_driver_sql(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
+        self.dropped_keys = []
 
 
 def _partial(index: Any) -> bool:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import pickle
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import delete, insert, inspect, select
+from sqlalchemy.exc import IntegrityError
 
-from records.bulk import BulkInserter, allocate_ids
+from records.bulk import BulkInserter, DeferredIndexes, allocate_ids
 from records.db import make_engine, upgrade
-from records.models import Change, Person, utcnow
+from records.models import Change, Membership, Person, utcnow
 
 AWKWARD = "tab\there\nnew line\\back\rslash \\N 党员「引号」'\""
 
@@ -67,3 +69,50 @@ def test_the_leading_values_may_be_null(any_db_url: str) -> None:
         assert row.seq is not None  # stamped at commit like any other change row
     finally:
         engine.dispose()
+
+
+def _foreign_keys(engine) -> list[str]:
+    return [fk["name"] for fk in inspect(engine).get_foreign_keys("memberships")]
+
+
+def test_a_first_load_checks_foreign_keys_once_at_the_end(any_db_url: str) -> None:
+    """PostgreSQL: the roster's key to persons waits with the indexes when both tables are
+    empty, and a row breaking it fails the restore (so the run); elsewhere nothing changes."""
+    engine = make_engine(any_db_url)
+    try:
+        upgrade(engine)
+        before = _foreign_keys(engine)
+        assert before
+        postgres = engine.dialect.name == "postgresql"
+        with engine.connect() as conn, conn.begin():
+            deferred = DeferredIndexes(conn)
+            deferred.defer([Person.__table__, Membership.__table__])
+            assert [k[1] for k in deferred.dropped_keys] == (before if postgres else [])
+            conn.execute(insert(Person.__table__), [{**_person("E1", "张三"), "id": 1, "birth_date": None}])
+            conn.execute(insert(Membership.__table__), [_membership(1)])
+            deferred.restore()
+        assert _foreign_keys(engine) == before
+        with engine.connect() as conn, conn.begin():  # not empty any more: the key stays
+            deferred = DeferredIndexes(conn)
+            deferred.defer([Person.__table__, Membership.__table__])
+            assert deferred.dropped_keys == []
+        if postgres:
+            with engine.connect() as conn, conn.begin():
+                conn.execute(delete(Membership.__table__))
+                conn.execute(delete(Person.__table__))
+            with engine.connect() as conn:
+                conn.begin()
+                deferred = DeferredIndexes(conn)
+                deferred.defer([Person.__table__, Membership.__table__])
+                conn.execute(insert(Membership.__table__), [_membership(42)])  # no person 42
+                with pytest.raises(IntegrityError):
+                    deferred.restore()
+                conn.rollback()
+            assert _foreign_keys(engine) == before
+    finally:
+        engine.dispose()
+
+
+def _membership(person_id: int) -> dict:
+    return {"person_id": person_id, "party_org_code": "P1", "category": "full", "status": "active", "active": True,
+            "provenance": {}, "created_at": utcnow(), "updated_at": utcnow()}

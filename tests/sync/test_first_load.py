@@ -19,8 +19,10 @@ TABLES = ("persons", "memberships", "source_links", "changes")
 
 
 def indexes(engine) -> dict[str, set[str]]:
+    """Each table's indexes, and the roster's foreign keys (deferred with them on PostgreSQL)."""
     inspector = inspect(engine)
-    return {t: {ix["name"] for ix in inspector.get_indexes(t)} for t in TABLES}
+    return {**{t: {ix["name"] for ix in inspector.get_indexes(t)} for t in TABLES},
+            "memberships foreign keys": {fk["name"] for fk in inspector.get_foreign_keys("memberships")}}
 
 
 def test_first_load_defers_and_rebuilds_every_index(tmp_path: Path, any_db_url: str,
