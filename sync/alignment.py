@@ -112,7 +112,7 @@ expected (unit_code, branch_code, via_unit_code, inherit, depth) AS (
       -- NOT IN list too big to hash and re-scanned it per row (minutes at 1 000 000 staff).
       AND NOT EXISTS (SELECT 1 FROM branch_cover b WHERE b.unit_code = u.code)
 )
-SELECT unit_code, MIN(branch_code), MIN(via_unit_code) FROM expected GROUP BY unit_code
+SELECT unit_code, MIN(branch_code) AS branch_code, MIN(via_unit_code) AS via_unit_code FROM expected GROUP BY unit_code
 """
 
 
@@ -122,6 +122,13 @@ def refresh_expected_branches(session: Session) -> set[str]:
     that differ are rewritten; returns the codes of the units whose expected branch changed."""
     conn = session.connection()
     table = ExpectedBranch.__table__
+    if conn.execute(select(table.c.org_unit_code).limit(1)).first() is None:
+        # None yet (a first load): written by the database from the query, without a round
+        # trip through Python of every unit's row.
+        conn.execute(text(f"INSERT INTO {table.name} (org_unit_code, branch_code, via_unit_code) "
+                          f"SELECT unit_code, branch_code, via_unit_code FROM ({_EXPECTED_SQL}) expected"),
+                     {"yes": True})
+        return set(conn.execute(select(table.c.org_unit_code)).scalars())
     now = {u: (b, v) for u, b, v in conn.execute(text(_EXPECTED_SQL), {"yes": True})}
     before = {u: (b, v) for u, b, v in conn.execute(
         select(table.c.org_unit_code, table.c.branch_code, table.c.via_unit_code))}
