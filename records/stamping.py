@@ -17,6 +17,8 @@ size of the transaction (a full sync's 100 000 changes included), and the lock i
 them. It works for every writer — ORM sessions, Core inserts, the sync's bulk executemany — on
 SQLite, PostgreSQL and MariaDB, because it hooks the commit, not the writers. On SQLite (one
 writer at a time: ids already follow commit order) `seq` is the id and no counter is needed.
+A PostgreSQL first load takes the counter's lock at its start instead (`hold_feed`) and writes
+its rows numbered `id + offset` at INSERT; its COMMIT only numbers what was left unnumbered.
 """
 from __future__ import annotations
 
