@@ -29,6 +29,8 @@ GROUP BY o.id, o.code, o.name, o.kind, o.has_committee
 
 # Every active org paired with itself and each active org below it (parent_code links); the depth
 # bound ends the walk if bad data has a cycle, as in alignment's walk down the org-unit tree.
+# Members are counted once per org (`direct`) and those counts summed over each subtree: joining
+# the memberships to every (org, descendant) pair counted each member once per ancestor.
 _SUBTREE_COUNTS = f"""
 WITH RECURSIVE subtree (root_code, code, depth) AS (
     SELECT code, code, 0 FROM party_orgs WHERE active = :yes AND kind IN :kinds
@@ -36,11 +38,21 @@ WITH RECURSIVE subtree (root_code, code, depth) AS (
     SELECT s.root_code, c.code, s.depth + 1
     FROM subtree s JOIN party_orgs c ON c.parent_code = s.code
     WHERE c.active = :yes AND s.depth < {MAX_TREE_DEPTH}
+),
+direct (code, members, full_members, probationary_members) AS (
+    SELECT m.party_org_code, COUNT(m.id),
+           SUM(CASE WHEN m.category = 'full' THEN 1 ELSE 0 END),
+           SUM(CASE WHEN m.category = 'probationary' THEN 1 ELSE 0 END)
+    FROM memberships m WHERE {ACTIVE_MEMBERSHIP_SQL}
+    GROUP BY m.party_org_code
 )
-SELECT o.id, o.code, o.name, o.kind, {_COUNTS}
+SELECT o.id, o.code, o.name, o.kind,
+       COALESCE(SUM(d.members), 0) AS members,
+       COALESCE(SUM(d.full_members), 0) AS full_members,
+       COALESCE(SUM(d.probationary_members), 0) AS probationary_members
 FROM subtree s
 JOIN party_orgs o ON o.code = s.root_code
-LEFT JOIN memberships m ON m.party_org_code = s.code AND {ACTIVE_MEMBERSHIP_SQL}
+LEFT JOIN direct d ON d.code = s.code
 GROUP BY o.id, o.code, o.name, o.kind
 """
 
