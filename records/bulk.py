@@ -300,9 +300,12 @@ class DeferredIndexes:
             self.conn.exec_driver_sql(f'ALTER TABLE {table.name} DROP CONSTRAINT "{name}"')
             self.dropped_keys.append((table.name, name, definition))
 
-    def restore(self) -> None:
+    def restore(self, analyze: Iterable[Table] = ()) -> None:
+        """Build the dropped indexes and foreign keys again; on PostgreSQL then ANALYZE those of
+        `analyze` whose indexes were deferred (they went from empty to full in this run)."""
         if not self.dropped and not self.dropped_keys:
             return
+        restored = {ix.table.name for ix in self.dropped}
         if self.conn.dialect.name == "postgresql":
             # Sorting in memory rather than in temporary files (the server's memory, for this transaction).
             self.conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
@@ -312,6 +315,9 @@ class DeferredIndexes:
         for table, name, definition in self.dropped_keys:
             self.conn.exec_driver_sql(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
         self.dropped_keys = []
+        fresh = [t.name for t in analyze if t.name in restored]
+        if fresh and self.conn.dialect.name == "postgresql":
+            self.conn.exec_driver_sql(f"ANALYZE {', '.join(fresh)}")
 
 
 def _partial(index: Any) -> bool:

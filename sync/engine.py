@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
 from connectors import Connector, get_connector_class
@@ -245,6 +245,11 @@ class SyncEngine:
                 # Elsewhere the run row stays unlocked until the end: its progress is written
                 # beside this transaction (sync.progress).
                 session.execute(update(SyncRun).where(SyncRun.id == run_id).values(status="running"))
+            if self.runtime.engine.dialect.name == "postgresql":
+                # The alignment and rule queries are estimated (recursive walks over the org
+                # trees) far costlier than they are, so PostgreSQL JIT-compiles them: 0.6 s of
+                # compiling for a 0.3 s query.
+                session.execute(text("SET LOCAL jit = off"))
             # Creates and updates stream into this still-uncommitted transaction as they are
             # planned; the guard looks at the whole run before anything is committed.
             # A first load into empty tables builds their indexes once, after the pull.
@@ -292,7 +297,10 @@ class SyncEngine:
 
             if tracker:
                 tracker.phase("apply")
-            deferred.restore()
+            # The tables a first load filled have no statistics yet (autovacuum analyses them a
+            # minute or more later); a run right after one planned its link lookups on them as
+            # if empty: 170 ms instead of 10 ms per 1 000 ids. Alignment analyses the others.
+            deferred.restore(analyze=(SourceLink.__table__, Change.__table__))
             applier.apply_deactivations(plan.deactivations)
             applier.finish()
             result.moves = dict(applier.moves)
