@@ -88,7 +88,7 @@ _MAX_LAYOUTS = 512
 
 
 def _layout(fields: tuple[str, ...]) -> tuple[int, Any] | None:
-    if not fields or any(f not in _BIT for f in fields) or len(set(fields)) != len(fields):
+    if not fields or any(f not in _BIT for f in fields):
         return None
     ordered = sorted(fields, key=_BIT.__getitem__)
     mask = 0

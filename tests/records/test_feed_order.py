@@ -30,6 +30,21 @@ def _follow(engine, after: int) -> tuple[list[Change], int]:
     return rows, (rows[-1].seq if rows else after)
 
 
+def _commit_in_background(conn) -> tuple[threading.Thread, threading.Event]:
+    """COMMIT `conn` in a thread, given half a second to get stuck; the thread and an event set
+    once it has committed."""
+    committed = threading.Event()
+
+    def commit() -> None:
+        conn.commit()
+        committed.set()
+
+    worker = threading.Thread(target=commit)
+    worker.start()
+    time.sleep(0.5)
+    return worker, committed
+
+
 @pytest.fixture
 def server_engine(any_db_url: str):
     if any_db_url.startswith("sqlite"):
@@ -67,15 +82,7 @@ def test_stamping_is_serialised_by_the_counter(server_engine) -> None:
     second.begin()
     second.execute(insert(Change.__table__), [_row("second")])  # not blocked by `first`
     assert stamp_changes(first) == 1
-    committed = threading.Event()
-
-    def commit_second() -> None:
-        second.commit()
-        committed.set()
-
-    worker = threading.Thread(target=commit_second)
-    worker.start()
-    time.sleep(0.5)
+    worker, committed = _commit_in_background(second)
     assert not committed.is_set()  # waiting for the counter
     assert _follow(server_engine, 0)[0] == []
     first.commit()
@@ -107,15 +114,7 @@ def test_a_transaction_holding_the_feed_numbers_rows_as_it_writes_them(server_en
         "SELECT nextval(pg_get_serial_sequence('changes', 'id')) FROM generate_series(1, 2)"))]
     holder.execute(insert(Change.__table__), [{**_row(f"numbered-{i}"), "id": i, "seq": i + offset} for i in ids])
     holder.execute(insert(Change.__table__), [_row("stamped-at-commit")])
-    committed = threading.Event()
-
-    def commit_other() -> None:
-        other.commit()
-        committed.set()
-
-    worker = threading.Thread(target=commit_other)
-    worker.start()
-    time.sleep(0.5)
+    worker, committed = _commit_in_background(other)
     assert not committed.is_set()  # the holder has the counter until it ends
     assert _follow(server_engine, cursor)[0] == []
     holder.commit()
