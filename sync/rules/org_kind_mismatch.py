@@ -39,19 +39,19 @@ class OrgKindMismatch(Rule):
 
     def detect(self, ctx: RuleContext) -> list[Violation]:
         t = ctx.thresholds
-        # expected rank in SQL: 2 from committee_from, 1 from general_branch_from, else 0
-        expected = "(CASE WHEN c.members >= :pc THEN 2 WHEN c.members >= :gb THEN 1 ELSE 0 END)"
-        actual = "(CASE c.kind WHEN 'committee' THEN 2 WHEN 'general_branch' THEN 1 ELSE 0 END)"
-        compare = "<>" if t["report_larger_kind"] else "<"
-        rows = org_subtree_counts(ctx, tuple(RANK), f"{actual} {compare} {expected}",
-                                  gb=t["general_branch_from"], pc=t["committee_from"])
-        found = []
-        for row in rows:
-            members = int(row.members)
-            want = ("committee" if members >= t["committee_from"]
+
+        def expected(members: int) -> str:
+            return ("committee" if members >= t["committee_from"]
                     else "general_branch" if members >= t["general_branch_from"] else "branch")
-            found.append(self.org_violation(ctx, row, {"subtree_members": members, "expected_kind": want}))
-        return found
+
+        def misfit(row: Any) -> bool:
+            actual, wanted = RANK[row.kind], RANK[expected(row.members)]
+            return actual != wanted if t["report_larger_kind"] else actual < wanted
+
+        return [
+            self.org_violation(ctx, row, {"subtree_members": row.members, "expected_kind": expected(row.members)})
+            for row in org_subtree_counts(ctx, tuple(RANK), misfit)
+        ]
 
 
 RULE = OrgKindMismatch()

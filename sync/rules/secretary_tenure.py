@@ -19,7 +19,17 @@ from sync.alignment import Violation
 from sync.rules.base import ACTIVE_MEMBERSHIP_SQL, Rule, RuleContext, ThresholdSchema, iso, last_start
 from sync.rules.sql import select_where
 
+# Only persons named like some branch's secretary are joined to their memberships: about half
+# the roster at a million staff (names repeat), where joining every active membership to its
+# person read the person table at random 400 000 times (1.7 s against 0.6 s on SQLite).
 _SECRETARIES = f"""
+WITH named (name) AS (
+    SELECT TRIM(secretary) FROM party_orgs
+    WHERE active = :yes AND kind = 'branch' AND secretary IS NOT NULL AND TRIM(secretary) <> ''
+),
+candidates (id, name) AS (
+    SELECT p.id, TRIM(p.name) FROM persons p WHERE TRIM(p.name) IN (SELECT name FROM named)
+)
 SELECT o.id, o.code, o.name, o.kind, o.secretary,
        COUNT(s.person_id) AS matches,
        SUM(CASE WHEN s.category = 'full' THEN 1 ELSE 0 END) AS full_matches,
@@ -28,9 +38,8 @@ SELECT o.id, o.code, o.name, o.kind, o.secretary,
            THEN 1 ELSE 0 END) AS tenured,
        MAX(CASE WHEN s.category = 'full' THEN s.full_member_on END) AS full_member_on
 FROM party_orgs o
-LEFT JOIN (SELECT m.party_org_code, m.person_id, m.category, m.full_member_on, m.joined_on,
-                  TRIM(p.name) AS name
-           FROM memberships m JOIN persons p ON p.id = m.person_id
+LEFT JOIN (SELECT m.party_org_code, m.person_id, m.category, m.full_member_on, m.joined_on, c.name
+           FROM candidates c JOIN memberships m ON m.person_id = c.id
            WHERE {ACTIVE_MEMBERSHIP_SQL}) s
        ON s.party_org_code = o.code AND s.name = TRIM(o.secretary)
 WHERE o.active = :yes AND o.kind = 'branch' AND o.secretary IS NOT NULL AND TRIM(o.secretary) <> ''

@@ -152,6 +152,17 @@ def test_org_kind_counts_the_subtree(world: World) -> None:
     assert found[key("GB")].details["expected_kind"] == "committee"
 
 
+def test_org_kind_counts_each_org_once_when_bad_data_links_a_cycle(world: World) -> None:
+    world.members(world.org("GA", kind="general_branch", parent="GB"), full=30)
+    world.members(world.org("GB", kind="general_branch", parent="GA"), full=30)
+    world.members(world.org("B", parent="GA"), full=40)  # 100 in the cycle and below, not 100 × depth
+    found = world.detect("org_kind_mismatch")
+    assert {k: v.details["subtree_members"] for k, v in found.items()} == {key("GA"): 100, key("GB"): 100}
+    inactive = world.org("GONE", kind="general_branch", parent="GA", active=False)
+    world.members(inactive, full=500)  # an inactive org and what hangs below it count for nothing
+    assert world.detect("org_kind_mismatch")[key("GA")].details["subtree_members"] == 100
+
+
 # --- terms -----------------------------------------------------------------------------------------
 
 ELECTED = dt.date(2022, 6, 15)  # 3-year term → due 2025-06-15; 5-year → 2027-06-15
