@@ -254,9 +254,17 @@ class DeferredIndexes:
     column once, which costs a fraction of that. So when a bulk-written table is still empty at
     the start of a run, its plain (non-unique, non-partial) indexes are dropped and `restore()`
     creates them again before anything reads through them — all inside the run's transaction,
-    so a failed run rolls the drop back with the rest. Unique indexes stay: they are constraints.
-    SQLite and PostgreSQL only (their DDL is transactional; MariaDB's would commit the run). On
-    PostgreSQL the drop locks the (empty) table against readers until the run commits.
+    so a failed run rolls the drop back with the rest. SQLite and PostgreSQL only (their DDL is
+    transactional; MariaDB's would commit the run). On PostgreSQL the drop locks the (empty)
+    table against readers until the run commits.
+
+    On PostgreSQL the unique constraints and indexes wait too, primary keys apart (the run looks
+    rows up by id). Each row's check is a B-tree descent and a WAL record in the server, on a
+    machine whose cores the pull already keeps busy (1.5 million source links: 2.6 s of server
+    CPU for their unique key alone); built at the end, the index is one sort, which PostgreSQL
+    spreads over its parallel maintenance workers. A duplicate then fails the restore, so the
+    run, rolled back whole, as it would have failed at the row. None is used by an upsert. On
+    SQLite they stay: a table's UNIQUE constraints cannot be dropped there.
 
     On PostgreSQL such a table's foreign keys wait too: checked row by row, each check looks the
     referenced row up and locks it (a WAL record per row: 400 000 for a first load's roster);
@@ -270,23 +278,37 @@ class DeferredIndexes:
         self.dropped_keys: list[tuple[str, str, str]] = []  # (table, constraint, definition)
 
     def defer(self, tables: Iterable[Table]) -> list[str]:
-        """Drop the plain indexes of those `tables` that are empty; returns their names."""
+        """Drop the indexes (and on PostgreSQL the unique constraints and foreign keys) that wait
+        for the end of a first load, of those `tables` that are empty; returns the indexes' names."""
         if self.conn.dialect.name not in ("sqlite", "postgresql"):
             return []
         if self.conn.dialect.name == "sqlite" and not self.conn.connection.driver_connection.in_transaction:
             # Python's sqlite3 opens its transaction at the first INSERT/UPDATE/DELETE, not at
             # DDL: a DROP now would commit at once and outlive a rollback (a dry run's).
             return []
+        postgres = self.conn.dialect.name == "postgresql"
         for table in tables:
-            plain = [ix for ix in table.indexes if not ix.unique and not _partial(ix)]
-            if not plain or self.conn.execute(text(f"SELECT 1 FROM {table.name} LIMIT 1")).first():
+            deferrable = [ix for ix in table.indexes if (postgres or not ix.unique) and not _partial(ix)]
+            if self.conn.execute(text(f"SELECT 1 FROM {table.name} LIMIT 1")).first():
                 continue
-            for index in plain:
+            for index in deferrable:
                 index.drop(self.conn)
                 self.dropped.append(index)
-            if self.conn.dialect.name == "postgresql":
+            if postgres:
+                self._drop_unique_constraints(table)
                 self._drop_foreign_keys(table)
         return [ix.name for ix in self.dropped]
+
+    def _drop_unique_constraints(self, table: Table) -> None:
+        """Those no foreign key refers to (a key needs its unique index to stay)."""
+        keys = self.conn.execute(text(
+            "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+            "WHERE c.conrelid = CAST(:t AS regclass) AND c.contype = 'u' AND NOT EXISTS ("
+            "SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.conindid = c.conindid) "
+            "ORDER BY c.conname"), {"t": table.name}).all()
+        for name, definition in keys:
+            self.conn.exec_driver_sql(f'ALTER TABLE {table.name} DROP CONSTRAINT "{name}"')
+            self.dropped_keys.append((table.name, name, definition))
 
     def _drop_foreign_keys(self, table: Table) -> None:
         """Those whose referenced table is empty too (a first load of both): dropping a key
@@ -301,7 +323,7 @@ class DeferredIndexes:
             self.dropped_keys.append((table.name, name, definition))
 
     def restore(self, analyze: Iterable[Table] = ()) -> None:
-        """Build the dropped indexes and foreign keys again; on PostgreSQL then ANALYZE those of
+        """Build the dropped indexes and constraints again; on PostgreSQL then ANALYZE those of
         `analyze` whose indexes were deferred (they went from empty to full in this run)."""
         if not self.dropped and not self.dropped_keys:
             return

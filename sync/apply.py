@@ -206,7 +206,7 @@ class Applier:
         def build(data: dict[str, Any]) -> NewRow:
             id_hash = keyed_hash(data.get("id_number") or None) if hashes else NOT_HASHED
             row, created = new_row(kind, source, data, columns, id_hash)
-            return NewRow(to_values(row), serialise(created), id_hash if hashes else None)
+            return to_values(row), serialise(created), id_hash if hashes else None
 
         return build
 
@@ -256,8 +256,9 @@ class Applier:
             new_row = item.new_row
             if new_row is not None:
                 lead = (new_id, item.person.id) if person_first else (new_id,)  # type: ignore[union-attr]
-                built.append((*lead, *new_row.values))
-                feed.append(new_row.created)
+                values, created, _ = new_row
+                built.append((*lead, *values))
+                feed.append(created)
                 item.new_row = None
                 continue
             row, created = self._new_row(kind, item.source, item.data or {}, COLUMNS[kind], item.id_hash)

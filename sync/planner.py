@@ -312,8 +312,9 @@ class Planner:
                      entity_is_new=is_new, new_row=new_row if is_new else None)
             )
             return
-        id_hash = new_row.id_hash if new_row is not None and new_row.id_hash is not None else \
-            self.cipher.keyed_hash(data.get("id_number") or None)
+        id_hash = new_row[2] if new_row is not None else None  # hashed where the row was built
+        if id_hash is None:
+            id_hash = self.cipher.keyed_hash(data.get("id_number") or None)
         if kind == "staff":
             placement = self.persons.place_staff(source, ext, data, id_hash)
         else:

@@ -75,24 +75,29 @@ def _foreign_keys(engine) -> list[str]:
     return [fk["name"] for fk in inspect(engine).get_foreign_keys("memberships")]
 
 
-def test_a_first_load_checks_foreign_keys_once_at_the_end(any_db_url: str) -> None:
-    """PostgreSQL: the roster's key to persons waits with the indexes when both tables are
-    empty, and a row breaking it fails the restore (so the run); elsewhere nothing changes."""
+def _unique_keys(engine) -> list[str]:
+    return [key["name"] for key in inspect(engine).get_unique_constraints("persons")]
+
+
+def test_a_first_load_checks_keys_once_at_the_end(any_db_url: str) -> None:
+    """PostgreSQL: the roster's key to persons and the persons' unique employee number wait
+    with the indexes when both tables are empty, and a row breaking either fails the restore
+    (so the run); elsewhere nothing changes."""
     engine = make_engine(any_db_url)
     try:
         upgrade(engine)
-        before = _foreign_keys(engine)
-        assert before
+        before, unique_before = _foreign_keys(engine), _unique_keys(engine)
+        assert before and unique_before
         postgres = engine.dialect.name == "postgresql"
         with engine.connect() as conn, conn.begin():
             deferred = DeferredIndexes(conn)
             deferred.defer([Person.__table__, Membership.__table__])
-            assert [k[1] for k in deferred.dropped_keys] == (before if postgres else [])
+            assert [k[1] for k in deferred.dropped_keys] == (unique_before + before if postgres else [])
             conn.execute(insert(Person.__table__), [{**_person("E1", "张三"), "id": 1, "birth_date": None}])
             conn.execute(insert(Membership.__table__), [_membership(1)])
             deferred.restore()
-        assert _foreign_keys(engine) == before
-        with engine.connect() as conn, conn.begin():  # not empty any more: the key stays
+        assert (_foreign_keys(engine), _unique_keys(engine)) == (before, unique_before)
+        with engine.connect() as conn, conn.begin():  # not empty any more: the keys stay
             deferred = DeferredIndexes(conn)
             deferred.defer([Person.__table__, Membership.__table__])
             assert deferred.dropped_keys == []
@@ -100,15 +105,21 @@ def test_a_first_load_checks_foreign_keys_once_at_the_end(any_db_url: str) -> No
             with engine.connect() as conn, conn.begin():
                 conn.execute(delete(Membership.__table__))
                 conn.execute(delete(Person.__table__))
-            with engine.connect() as conn:
-                conn.begin()
-                deferred = DeferredIndexes(conn)
-                deferred.defer([Person.__table__, Membership.__table__])
-                conn.execute(insert(Membership.__table__), [_membership(42)])  # no person 42
-                with pytest.raises(IntegrityError):
-                    deferred.restore()
-                conn.rollback()
-            assert _foreign_keys(engine) == before
+            broken = {"no such person": [_membership(42)],
+                      "duplicate employee number": [_membership(2)]}
+            for what, memberships in broken.items():
+                with engine.connect() as conn:
+                    conn.begin()
+                    deferred = DeferredIndexes(conn)
+                    deferred.defer([Person.__table__, Membership.__table__])
+                    if what == "duplicate employee number":
+                        conn.execute(insert(Person.__table__), [{**_person("E1", "张三"), "id": 2, "birth_date": None},
+                                                                {**_person("E1", "李四"), "id": 3, "birth_date": None}])
+                    conn.execute(insert(Membership.__table__), memberships)
+                    with pytest.raises(IntegrityError):
+                        deferred.restore()
+                    conn.rollback()
+                assert (_foreign_keys(engine), _unique_keys(engine)) == (before, unique_before), what
     finally:
         engine.dispose()
 
