@@ -7,12 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, inspect, select
+from sqlalchemy import event, func, inspect, select
 
 from records import stamping
 from records.bulk import DeferredIndexes
 from records.db import session_factory
 from records.models import Change, ChangeFeedCounter, Person
+from tests.conftest import _fresh_server_database
 from tests.sync.conftest import make_site
 
 TABLES = ("persons", "memberships", "source_links", "changes")
@@ -99,3 +100,32 @@ def test_a_dry_first_load_keeps_its_indexes(tmp_path: Path, sqlite_url: str) -> 
     assert indexes(site.runtime.engine) == before
     assert site.sync().status == "succeeded"
     assert indexes(site.runtime.engine) == before
+
+
+def test_alignment_analyses_only_the_tables_its_run_changed(tmp_path: Path) -> None:
+    """PostgreSQL: a first load analyses what it filled before the rules read it; a no-op
+    `sync --full` re-aligns everything without paying for an ANALYZE (1.5 s at a million staff)."""
+    url, drop = _fresh_server_database("postgresql")
+    try:
+        _analyses_only_what_changed(make_site(tmp_path / "src", url, staff=300, seed=6))
+    finally:
+        drop()
+
+
+def _analyses_only_what_changed(site) -> None:  # noqa: ANN001 - a tests.sync.conftest.Site
+    analysed: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        if statement.lstrip().upper().startswith("ANALYZE"):
+            analysed.append(statement)
+
+    event.listen(site.runtime.engine, "before_cursor_execute", record)
+    assert site.sync().status == "succeeded"
+    assert any("persons" in s and "expected_branches" in s for s in analysed), analysed
+    analysed.clear()
+    # A backend reports a transaction's row counts to the statistics a moment after its COMMIT
+    # (up to 10 s when idle); until then they still show as the next transaction's own. Each CLI
+    # run has its own connection, so the next run starts on a fresh one here too.
+    site.runtime.engine.dispose()
+    assert site.sync(full=True).status == "succeeded"
+    assert analysed == []
