@@ -257,6 +257,8 @@ class SourceLink(Base):
     __table_args__ = (
         UniqueConstraint("source", "kind", "external_id", name="uq_source_link"),
         Index("ix_source_links_entity", "kind", "entity_id"),
+        # Room on each page for a run's link updates to stay heap-only (migration 0016).
+        {"postgresql_with": {"fillfactor": 90}},
     )
 
 

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateTable
 
 from records.db import make_engine, schema_is_current, upgrade
-from records.models import Base
+from records.models import Base, SourceLink
 
 
 def test_migrations_match_models_on_every_backend(any_db_url: str) -> None:
@@ -18,5 +21,20 @@ def test_migrations_match_models_on_every_backend(any_db_url: str) -> None:
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diff == []
+    finally:
+        engine.dispose()
+
+
+def test_source_links_leave_room_for_heap_only_updates_on_postgresql(any_db_url: str) -> None:
+    """Autogenerate does not compare storage parameters: migration 0016 and the model both set
+    source_links' fillfactor, so that a run's link updates need no index entries."""
+    assert "WITH (fillfactor = 90)" in str(CreateTable(SourceLink.__table__).compile(dialect=postgresql.dialect()))
+    engine = make_engine(any_db_url)
+    try:
+        upgrade(engine)
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as conn:
+                options = conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'source_links'")).scalar()
+            assert options == ["fillfactor=90"]
     finally:
         engine.dispose()
