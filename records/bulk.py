@@ -179,7 +179,7 @@ def _processor(column: Any, dialect: Any, copy: bool = False, memo: bool = True)
     else:
         process = type_._cached_bind_processor(dialect)
     if isinstance(type_, Date) and not isinstance(type_, DateTime):
-        return _dates(process)
+        return _dates(process, as_text=copy)
     if memo and (isinstance(type_, DateTime) or json_type is not None):
         return _memo(process)
     return process
@@ -205,12 +205,16 @@ def to_date(value: Any) -> dt.date | None:
     return dt.date.fromisoformat(str(value))
 
 
-def _dates(process: Any) -> Any:
+def _dates(process: Any, as_text: bool = False) -> Any:
     """DATE columns take `date`s or ISO date text (what canonical records carry), so that a
-    sync's rows need no str → date → str round trip; text is still parsed, hence validated."""
+    sync's rows need no str → date → str round trip; text is still parsed, hence validated.
+
+    `as_text`: for COPY, which reads dates as text anyway. A `date` object would cost a pickle by
+    way of its class when the read-ahead child sends the row (3 dates a person: 1.5 ms against
+    0.13 ms per 1 000 rows) and psycopg's date dumper when the run writes it."""
     fromiso = dt.date.fromisoformat
     date = dt.date
-    if process is None:  # the driver binds dates itself
+    if process is None and not as_text:  # the driver binds dates itself
 
         def to_driver(value: Any) -> Any:
             if value.__class__ is str:
@@ -220,12 +224,15 @@ def _dates(process: Any) -> Any:
         return to_driver
 
     def to_text(value: Any) -> Any:
-        # SQLite stores YYYY-MM-DD, which is what isoformat() gives for a date.
+        # SQLite stores YYYY-MM-DD, which is what isoformat() gives for a date; COPY reads it.
         if value.__class__ is str:
             return fromiso(value).isoformat() if value else None
         if value.__class__ is date:
             return value.isoformat()
-        return process(to_date(value))
+        day = to_date(value)
+        if process is not None:
+            return process(day)
+        return None if day is None else day.isoformat()[:10]  # a datetime's date part
 
     return to_text
 
