@@ -4,8 +4,8 @@ Counted are active memberships (`memberships.active` and status `active`, as ali
 them). One GROUP BY over the memberships gives each org's direct members; the active orgs come
 in one query too, and the rules' per-branch and per-subtree numbers are put together from those
 two in Python, once per evaluation (`RuleContext.shared`). At 400 000 members and 25 000 orgs
-that is one scan of the memberships instead of one per rule (each joined org by org: a random
-row read per member), ~0.3 s instead of ~3 s on SQLite.
+that is one scan of the memberships instead of two joins org by org (a random row read per
+member): in a 1 % incremental sync on SQLite, 0.6 s for all four rules instead of 2.9 s.
 """
 from __future__ import annotations
 
