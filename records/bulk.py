@@ -314,8 +314,7 @@ class DeferredIndexes:
             "SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.conindid = c.conindid) "
             "ORDER BY c.conname"), {"t": table.name}).all()
         for name, definition in keys:
-            self.conn.exec_driver_sql(f'ALTER TABLE {table.name} DROP CONSTRAINT "{name}"')
-            self.dropped_keys.append((table.name, name, definition))
+            self._drop_constraint(table, name, definition)
 
     def _drop_foreign_keys(self, table: Table) -> None:
         """Those whose referenced table is empty too (a first load of both): dropping a key
@@ -324,10 +323,13 @@ class DeferredIndexes:
             "SELECT conname, pg_get_constraintdef(oid), CAST(confrelid AS regclass)::text FROM pg_constraint "
             "WHERE conrelid = CAST(:t AS regclass) AND contype = 'f'"), {"t": table.name}).all()
         for name, definition, referenced in keys:
-            if self.conn.exec_driver_sql(f"SELECT 1 FROM {referenced} LIMIT 1").first():
-                continue
-            self.conn.exec_driver_sql(f'ALTER TABLE {table.name} DROP CONSTRAINT "{name}"')
-            self.dropped_keys.append((table.name, name, definition))
+            if not self.conn.exec_driver_sql(f"SELECT 1 FROM {referenced} LIMIT 1").first():
+                self._drop_constraint(table, name, definition)
+
+    def _drop_constraint(self, table: Table, name: str, definition: str) -> None:
+        """Drop it, keeping what `restore` adds back."""
+        self.conn.exec_driver_sql(f'ALTER TABLE {table.name} DROP CONSTRAINT "{name}"')
+        self.dropped_keys.append((table.name, name, definition))
 
     def restore(self, analyze: Iterable[Table] = ()) -> None:
         """Build the dropped indexes and constraints again; on PostgreSQL then ANALYZE those of

@@ -442,8 +442,9 @@ def _both(first: ProgressFn | None, second: ProgressFn | None) -> ProgressFn | N
     return both
 
 
-# Tables the sync bulk-writes whose plain indexes a first load builds at the end (records.bulk
-# DeferredIndexes); the change feed's too where its rows are numbered as they are written.
+# Tables the sync bulk-writes whose secondary indexes (on PostgreSQL unique keys and foreign keys
+# too) a first load builds at the end (records.bulk DeferredIndexes); the change feed's too where
+# its rows are numbered as they are written.
 _FIRST_LOAD_TABLES = (Person.__table__, Membership.__table__, SourceLink.__table__)
 
 

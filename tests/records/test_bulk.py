@@ -105,16 +105,17 @@ def test_a_first_load_checks_keys_once_at_the_end(any_db_url: str) -> None:
             with engine.connect() as conn, conn.begin():
                 conn.execute(delete(Membership.__table__))
                 conn.execute(delete(Person.__table__))
-            broken = {"no such person": [_membership(42)],
-                      "duplicate employee number": [_membership(2)]}
-            for what, memberships in broken.items():
+            duplicates = [{**_person("E1", "张三"), "id": 2, "birth_date": None},
+                          {**_person("E1", "李四"), "id": 3, "birth_date": None}]
+            broken = {"no such person": ([], [_membership(42)]),
+                      "duplicate employee number": (duplicates, [_membership(2)])}
+            for what, (persons, memberships) in broken.items():
                 with engine.connect() as conn:
                     conn.begin()
                     deferred = DeferredIndexes(conn)
                     deferred.defer([Person.__table__, Membership.__table__])
-                    if what == "duplicate employee number":
-                        conn.execute(insert(Person.__table__), [{**_person("E1", "张三"), "id": 2, "birth_date": None},
-                                                                {**_person("E1", "李四"), "id": 3, "birth_date": None}])
+                    if persons:
+                        conn.execute(insert(Person.__table__), persons)
                     conn.execute(insert(Membership.__table__), memberships)
                     with pytest.raises(IntegrityError):
                         deferred.restore()
