@@ -25,17 +25,24 @@ from records.stamping import mark_changes_pending
 _PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
 
-def allocate_ids(conn: Connection, table: Table, count: int) -> list[int]:
+def allocate_ids(conn: Connection, table: Table, count: int) -> Sequence[int]:
+    """`count` new ids for `table`, ascending."""
     if count <= 0:
-        return []
+        return range(0)
     name = conn.dialect.name
     if name == "postgresql":
         seq = conn.execute(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table.name}).scalar_one()
-        rows = conn.execute(text(f"SELECT nextval('{seq}') FROM generate_series(1, :n)"), {"n": count})
-        return sorted(r[0] for r in rows)
+        # The server takes the values and answers with their range; the list itself only when
+        # another session's nextval interleaved with ours and left gaps. (Fetching a row per id
+        # cost the run 3.6 s of a first load at a million staff: 3 million ids.)
+        low, high, scattered = conn.execute(text(
+            "SELECT min(v), max(v), CASE WHEN max(v) - min(v) + 1 = count(*) THEN NULL "
+            f"ELSE array_agg(v ORDER BY v) END FROM (SELECT nextval('{seq}') AS v "
+            "FROM generate_series(1, :n)) AS taken"), {"n": count}).one()
+        return range(low, high + 1) if scattered is None else scattered
     lock = " FOR UPDATE" if name in ("mysql", "mariadb") else ""
     start = conn.execute(text(f"SELECT COALESCE(MAX(id), 0) FROM {table.name}{lock}")).scalar_one()
-    return list(range(start + 1, start + count + 1))
+    return range(start + 1, start + count + 1)
 
 
 class BulkInserter:

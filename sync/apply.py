@@ -221,10 +221,10 @@ class Applier:
         inserter = self._creating[kind]
         return inserter if inserter.sql is not None else None
 
-    def _insert(self, table: Table, rows: list[dict[str, Any]]) -> list[int]:
+    def _insert(self, table: Table, rows: list[dict[str, Any]]) -> Sequence[int]:
         """Insert rows with ids allocated up front; the ids, in the order of the rows."""
         if not rows:
-            return []
+            return ()
         ids = allocate_ids(self.conn, table, len(rows))
         for row, new_id in zip(rows, ids):
             row["id"] = new_id

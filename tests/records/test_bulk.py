@@ -152,3 +152,24 @@ def test_dates_go_in_as_dates_text_or_datetimes(any_db_url: str) -> None:
         assert born == {no: dt.date(1980, 2, 29) for no in given}
     finally:
         engine.dispose()
+
+
+def test_ids_are_allocated_ascending_and_never_twice(any_db_url: str) -> None:
+    engine = make_engine(any_db_url)
+    try:
+        upgrade(engine)
+        table = Person.__table__
+        with engine.begin() as conn:
+            first, second = allocate_ids(conn, table, 3), allocate_ids(conn, table, 2)
+            assert list(allocate_ids(conn, table, 0)) == []
+            if conn.dialect.name == "postgresql":
+                assert list(first) + list(second) == [1, 2, 3, 4, 5]
+                # Another session's nextval between ours leaves gaps (here: a sequence that steps
+                # by 3); the ids taken are then listed one by one, still ascending.
+                conn.exec_driver_sql("ALTER SEQUENCE persons_id_seq INCREMENT BY 3")
+                gapped = allocate_ids(conn, table, 4)
+                assert list(gapped) == [8, 11, 14, 17]
+            else:  # MAX(id) + 1 …: ids are taken by inserting the rows, inside the run's transaction
+                assert (list(first), list(second)) == ([1, 2, 3], [1, 2])
+    finally:
+        engine.dispose()
