@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
@@ -96,17 +99,73 @@ class BulkInserter:
         for i in range(0, len(rows), batch):
             self.conn.exec_driver_sql(self.sql, rows[i : i + batch])
 
+    def ahead_converter(self, start: int = 0) -> Callable[[dict[str, Any]], Any]:
+        """Like `row_converter`, for rows built in another process (sync.read_ahead): on
+        PostgreSQL each comes out as its line of COPY data for `columns[start:]`, which is cheaper
+        to send between processes than a tuple and leaves the run nothing to format; elsewhere
+        as the tuple. `insert_ahead` takes either."""
+        to_values = self.row_converter(start)
+        if self.copy_sql is None:
+            return to_values
+        to_line = _copy_line(len(self.columns) - start, self._encoding())
+        return lambda row: to_line(to_values(row))
+
+    def field_converter(self, column: str) -> Callable[[Any], Any]:
+        """One column's value converted (`processor`) and, on PostgreSQL, as its COPY text
+        (bytes, escaped): the last columns of a row for `insert_ahead`, made ahead."""
+        process = self.processor(column)
+        if self.copy_sql is None:
+            return process
+        to_text = _copy_line(1, self._encoding())
+        return lambda value: to_text((process(value),))[:-1]
+
+    def insert_ahead(self, rows: list[tuple[tuple[Any, ...], Any]]) -> None:
+        """INSERT rows given as (leading values, the rest): the rest as `ahead_converter` makes
+        it, or on PostgreSQL any COPY text ending the line. Leading values are ids, None or text."""
+        if not rows:
+            return
+        if self.copy_sql is None:
+            self.insert_tuples([(*lead, *values) for lead, values in rows])
+            return
+        texts: dict[Any, bytes] = {None: b"\\N\t"}  # few distinct texts lead (actor, entity, op)
+        escape = _copy_line(1, self._encoding())
+        data = bytearray()
+        for lead, rest in rows:
+            for value in lead:
+                if value.__class__ is int:
+                    data += b"%d\t" % value
+                    continue
+                text = texts.get(value)
+                if text is None:
+                    text = texts[value] = escape((value,))[:-1] + b"\t"
+                data += text
+            data += rest
+        self._copy_data(data)
+
+    def _encoding(self) -> str:
+        return self.conn.connection.driver_connection.info.encoding
+
+    def _copy_data(self, data: bytes | bytearray) -> None:
+        """COPY data already in COPY's text format, inside the connection's transaction."""
+        with self._copying() as copy:
+            copy.write(data)
+
     def _copy(self, rows: Iterable[Sequence[Any]]) -> None:
         """COPY the rows in, inside the connection's transaction (psycopg 3)."""
+        with self._copying() as copy:
+            write = copy.write_row
+            for row in rows:
+                write(row)
+
+    @contextmanager
+    def _copying(self) -> Iterator[Any]:
         if self._into_changes:
             # COPY bypasses the cursor-execute hook that marks a transaction's change rows for
             # commit-time stamping (records.stamping), so mark them here.
             mark_changes_pending(self.conn)
         driver_connection = self.conn.connection.driver_connection
         with driver_connection.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
-            write = copy.write_row
-            for row in rows:
-                write(row)
+            yield copy
 
     def insert(self, rows: Iterable[dict[str, Any]], batch: int = 2000) -> None:
         if self.sql is None:
@@ -242,6 +301,46 @@ def _dates(process: Any, as_text: bool = False) -> Any:
         return None if day is None else day.isoformat()[:10]  # a datetime's date part
 
     return to_text
+
+
+def _copy_line(width: int, encoding: str) -> Callable[[tuple[Any, ...]], bytes]:
+    """A row's values (as `row_converter` makes them: text, numbers, booleans, timestamps, None)
+    as one line of COPY's text format, the way psycopg's `write_row` writes them. A value of
+    another type raises TypeError: the run then builds that row itself."""
+    def text(value: Any) -> str:
+        if value is None:
+            return "\\N"
+        kind = value.__class__
+        if kind is bool:
+            return "t" if value else "f"
+        if kind is int or kind is Decimal or kind is dt.datetime or kind is dt.date:
+            return str(value)
+        if kind is float:
+            return repr(value) if math.isfinite(value) else _FLOAT_WORDS[repr(value)]
+        raise TypeError(f"no COPY text for {kind.__name__}")
+
+    def escaped(value: Any) -> str:
+        if value.__class__ is not str:
+            return text(value)
+        for char, escape in _COPY_ESCAPES:
+            value = value.replace(char, escape)
+        return value
+
+    def to_line(values: tuple[Any, ...]) -> bytes:
+        line = "\t".join([v if v.__class__ is str else text(v) for v in values])
+        # Every backslash should be a NULL's and every tab a separator; anything else needs
+        # escaping, value by value (rare: most records hold no tab, newline or backslash).
+        if (line.count("\\") != values.count(None) or line.count("\t") != width - 1
+                or "\n" in line or "\r" in line):
+            line = "\t".join([escaped(v) for v in values])
+        return (line + "\n").encode(encoding)
+
+    return to_line
+
+
+# COPY text format: the escapes psycopg writes (backslash first, so no escape is escaped twice).
+_COPY_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
+_FLOAT_WORDS = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 
 def _memo(process: Any) -> Any:

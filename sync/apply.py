@@ -90,7 +90,7 @@ class Applier:
         self.ranks = ranks
         self.now = utcnow()
         self.moves: Counter[str] = Counter()
-        self._changes: list[tuple[Any, ...]] = []
+        self._changes: list[tuple[tuple[Any, ...], Any]] = []  # (leading columns, changed)
         self._inserters: dict[str, BulkInserter] = {}
         self._creating: dict[str, BulkInserter] = {}
         self._provenance: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
@@ -110,8 +110,12 @@ class Applier:
         self._change_inserter = BulkInserter(self.conn, Change.__table__, _CHANGE_COLUMNS, into=staged)
         if self._seq_at_insert:
             self._numbered_change_inserter = BulkInserter(self.conn, Change.__table__, ("id", "seq", *_CHANGE_COLUMNS))
-        self._changed_json = self._change_inserter.processor("changed")
-        self._at = self._change_inserter.processor("at")(self.now)
+        # Feed entries are serialised where they are made (in the read-ahead child for creates),
+        # on PostgreSQL straight into their COPY text; each row then ends with the run's time.
+        self._changed_json = self._change_inserter.field_converter("changed")
+        at = self._change_inserter.field_converter("at")(self.now)
+        self._copying_changes = isinstance(at, bytes)
+        self._row_end: Any = b"\t" + at + b"\n" if self._copying_changes else (at,)
         self._link_inserter = BulkInserter(self.conn, SourceLink.__table__, _LINK_COLUMNS)
         self._link_active = self._link_inserter.processor("active")(True)
 
@@ -198,7 +202,7 @@ class Applier:
         inserter = self._creation_inserter(kind)
         if inserter is None:
             return None
-        to_values = inserter.row_converter(start=2 if kind in _PERSON_ID_FIRST else 1)
+        to_values = inserter.ahead_converter(start=2 if kind in _PERSON_ID_FIRST else 1)
         new_row, serialise, columns = self._new_row, self._changed_json, COLUMNS[kind]
         keyed_hash = self.cipher.keyed_hash
         hashes = kind in _HASHES_ID_NUMBER
@@ -248,7 +252,7 @@ class Applier:
         table = MODEL[kind].__table__
         ids = allocate_ids(self.conn, table, len(items))
         person_first = kind in _PERSON_ID_FIRST
-        built: list[tuple[Any, ...]] = []
+        built: list[tuple[tuple[Any, ...], Any]] = []
         rows: list[dict[str, Any]] = []
         feed: list[Any] = []
         for item, new_id in zip(items, ids):
@@ -257,7 +261,7 @@ class Applier:
             if new_row is not None:
                 lead = (new_id, item.person.id) if person_first else (new_id,)  # type: ignore[union-attr]
                 values, created, _ = new_row
-                built.append((*lead, *values))
+                built.append((lead, values))
                 feed.append(created)
                 item.new_row = None
                 continue
@@ -268,7 +272,7 @@ class Applier:
             rows.append(row)
             feed.append(self._changed_json(created))
         if built:
-            self._creating[kind].insert_tuples(built)
+            self._creating[kind].insert_ahead(built)
         if rows:
             self._inserter(table, with_id=True).insert(rows)
         for new_id, created in zip(ids, feed):
@@ -540,21 +544,27 @@ class Applier:
         self._record_serialised(kind, entity_id, op, self._changed_json(changed))
 
     def _record_serialised(self, kind: str, entity_id: int, op: str, changed: Any) -> None:
-        # Rows of the change feed go straight to the driver as tuples (no dict per row).
-        self._changes.append((self.run_id, self.actor, FEED[kind], entity_id, op, changed, self._at))
+        # Rows of the change feed go straight to the driver (no dict per row).
+        self._changes.append(((self.run_id, self.actor, FEED[kind], entity_id, op), changed))
         if len(self._changes) >= BATCH * 5:
             self._flush_changes()
 
     def _flush_changes(self) -> None:
-        if self._changes:
-            if self._seq_at_insert:
-                ids = allocate_ids(self.conn, Change.__table__, len(self._changes))
-                offset = self._seq_offset
-                self._numbered_change_inserter.insert_tuples(
-                    [(i, i + offset, *row) for i, row in zip(ids, self._changes)])
-            else:
-                self._change_inserter.insert_tuples(self._changes)
-            self._changes = []
+        if not self._changes:
+            return
+        end = self._row_end
+        if self._copying_changes:
+            rows = [(lead, changed + end) for lead, changed in self._changes]
+        else:
+            rows = [(lead, (changed, *end)) for lead, changed in self._changes]
+        self._changes = []
+        if self._seq_at_insert:
+            ids = allocate_ids(self.conn, Change.__table__, len(rows))
+            offset = self._seq_offset
+            self._numbered_change_inserter.insert_ahead(
+                [((i, i + offset, *lead), rest) for i, (lead, rest) in zip(ids, rows)])
+        else:
+            self._change_inserter.insert_ahead(rows)
 
 
 class _Held(NamedTuple):

@@ -22,7 +22,8 @@ def _person(employee_no: str, name: str) -> dict:
             "updated_at": dt.datetime(2026, 11, 24, 9, 30, 1, 5), "staff_active": True}
 
 
-def test_rows_encoded_ahead_insert_like_rows_inserted_at_once(any_db_url: str) -> None:
+@pytest.mark.parametrize("name", [AWKWARD, "张伟"], ids=["escaped", "plain"])
+def test_rows_encoded_ahead_insert_like_rows_inserted_at_once(any_db_url: str, name: str) -> None:
     engine = make_engine(any_db_url)
     try:
         upgrade(engine)
@@ -30,12 +31,14 @@ def test_rows_encoded_ahead_insert_like_rows_inserted_at_once(any_db_url: str) -
         columns = ("id", *(c.name for c in table.c if c.name != "id"))
         with engine.begin() as conn:
             at_once = BulkInserter(conn, table, columns)
-            at_once.insert([{"id": allocate_ids(conn, table, 1)[0], **_person("E1", AWKWARD)}])
+            at_once.insert([{"id": allocate_ids(conn, table, 1)[0], **_person("E1", name)}])
             later = BulkInserter(conn, table, columns)
-            convert = later.row_converter(start=1)
+            convert = later.ahead_converter(start=1)
             # Built in another process in a real run: what it makes survives pickling.
-            converted = [pickle.loads(pickle.dumps(convert(_person(no, AWKWARD)))) for no in ("E2", "E3")]
-            later.insert_tuples([(i, *values) for i, values in zip(allocate_ids(conn, table, 2), converted)])
+            converted = [pickle.loads(pickle.dumps(convert(_person(no, name)))) for no in ("E2", "E3")]
+            if conn.dialect.name == "postgresql":
+                assert all(isinstance(line, bytes) for line in converted)  # COPY data, formatted ahead
+            later.insert_ahead([((i,), values) for i, values in zip(allocate_ids(conn, table, 2), converted)])
         with engine.connect() as conn:
             rows = {r.employee_no: r for r in conn.execute(select(table))}
         assert sorted(rows) == ["E1", "E2", "E3"]
@@ -44,9 +47,34 @@ def test_rows_encoded_ahead_insert_like_rows_inserted_at_once(any_db_url: str) -
             first, other = rows["E1"]._asdict(), rows[no]._asdict()
             assert {k: v for k, v in other.items() if k not in ("id", "employee_no")} == {
                 k: v for k, v in first.items() if k not in ("id", "employee_no")}
-        assert rows["E3"].name == AWKWARD and rows["E3"].gender is None
+        assert rows["E3"].name == name and rows["E3"].gender is None and rows["E3"].staff_active is True
         assert rows["E3"].birth_date == dt.date(1980, 2, 29)
         assert rows["E3"].provenance == {"employee_no": "hr", "name": "hr"}
+    finally:
+        engine.dispose()
+
+
+def test_values_formatted_ahead_keep_every_character(any_db_url: str) -> None:
+    """Each character COPY's text format escapes, alone or beside a NULL, in any column."""
+    engine = make_engine(any_db_url)
+    try:
+        upgrade(engine)
+        table = Person.__table__
+        columns = ("id", "employee_no", "name", "gender", "position", "staff_active", "provenance",
+                   "created_at", "updated_at")
+        awkward = ["\\", "\\N", "\t", "\n", "\r", "a\\tb", "\\\\", "N", "", AWKWARD, "\x01"]
+        with engine.begin() as conn:
+            inserter = BulkInserter(conn, table, columns)
+            convert = inserter.ahead_converter(start=1)
+            rows = [convert({"employee_no": f"E{i}", "name": text, "gender": None, "position": text,
+                             "staff_active": i % 2 == 0, "provenance": {"name": "hr"}, "created_at": utcnow()})
+                    for i, text in enumerate(awkward)]
+            inserter.insert_ahead([((i + 1,), row) for i, row in enumerate(rows)])
+        with engine.connect() as conn:
+            stored = conn.execute(select(table.c.id, table.c.name, table.c.gender, table.c.position,
+                                         table.c.staff_active, table.c.provenance).order_by(table.c.id)).all()
+        assert [tuple(r) for r in stored] == [
+            (i + 1, text, None, text, i % 2 == 0, {"name": "hr"}) for i, text in enumerate(awkward)]
     finally:
         engine.dispose()
 
