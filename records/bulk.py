@@ -18,7 +18,6 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
-from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Date, DateTime, Table, text
@@ -188,28 +187,22 @@ class BulkInserter:
 
     def row_converter(self, start: int = 0) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
         """A function turning a row dict into the tuple of its values for `columns[start:]`,
-        converted as `insert` would (a column the row leaves out takes its default), for
-        callers that build rows ahead and insert them later with `insert_tuples`. Fills the
-        defaults into the dict it is given."""
+        converted as `insert` would (a column the row leaves out takes its default, None when it
+        has none), for callers that build rows ahead and insert them later (`insert_tuples`,
+        `insert_ahead`). Fills the columns' defaults into the dict it is given."""
         columns = self.columns[start:]
-        defaults = dict(zip(self.columns[start:], self.defaults[start:]))
+        # Most rows leave some columns out (a sync's persons: the SCIM ones): look those up with
+        # get() rather than catch a KeyError per row.
+        defaulted = [(c, d) for c, d in zip(columns, self.defaults[start:]) if d is not None]
         convert = [(i, p) for i, p in enumerate(self.processors[start:]) if p is not None]
-        pick = itemgetter(*columns)
-        single = len(columns) == 1
 
         def to_values(row: dict[str, Any]) -> tuple[Any, ...]:
-            try:
-                picked = pick(row)
-            except KeyError:  # a column the row leaves out: its default
-                for column in defaults.keys() - row.keys():
-                    default = defaults[column]
-                    row[column] = default() if default is not None else None
-                picked = pick(row)
-            if single:
-                picked = (picked,)
+            for column, default in defaulted:
+                if column not in row:
+                    row[column] = default()
             if not convert:
-                return picked
-            values = list(picked)
+                return tuple(map(row.get, columns))
+            values = list(map(row.get, columns))
             for i, process in convert:
                 values[i] = process(values[i])
             return tuple(values)
@@ -289,10 +282,19 @@ def _dates(process: Any, as_text: bool = False) -> Any:
 
         return to_driver
 
+    known: dict[str, str] = {}  # text seen → its canonical form (a million staff: ~20 000 days)
+
     def to_text(value: Any) -> Any:
         # SQLite stores YYYY-MM-DD, which is what isoformat() gives for a date; COPY reads it.
         if value.__class__ is str:
-            return fromiso(value).isoformat() if value else None
+            text = known.get(value)
+            if text is None:
+                if not value:
+                    return None
+                if len(known) >= 100_000:
+                    known.clear()
+                text = known[value] = fromiso(value).isoformat()
+            return text
         if value.__class__ is date:
             return value.isoformat()
         day = to_date(value)
@@ -307,13 +309,19 @@ def _copy_line(width: int, encoding: str) -> Callable[[tuple[Any, ...]], bytes]:
     """A row's values (as `row_converter` makes them: text, numbers, booleans, timestamps, None)
     as one line of COPY's text format, the way psycopg's `write_row` writes them. A value of
     another type raises TypeError: the run then builds that row itself."""
+    last_time: list[Any] = [None, None]  # a run's rows share its one timestamp: format it once
+
     def text(value: Any) -> str:
         if value is None:
             return "\\N"
         kind = value.__class__
         if kind is bool:
             return "t" if value else "f"
-        if kind is int or kind is Decimal or kind is dt.datetime or kind is dt.date:
+        if kind is dt.datetime:
+            if value is not last_time[0]:
+                last_time[0], last_time[1] = value, str(value)
+            return last_time[1]
+        if kind is int or kind is Decimal or kind is dt.date:
             return str(value)
         if kind is float:
             return repr(value) if math.isfinite(value) else _FLOAT_WORDS[repr(value)]
@@ -327,7 +335,7 @@ def _copy_line(width: int, encoding: str) -> Callable[[tuple[Any, ...]], bytes]:
         return value
 
     def to_line(values: tuple[Any, ...]) -> bytes:
-        line = "\t".join([v if v.__class__ is str else text(v) for v in values])
+        line = "\t".join([v if v.__class__ is str else "\\N" if v is None else text(v) for v in values])
         # Every backslash should be a NULL's and every tab a separator; anything else needs
         # escaping, value by value (rare: most records hold no tab, newline or backslash).
         if (line.count("\\") != values.count(None) or line.count("\t") != width - 1
