@@ -38,3 +38,25 @@ def test_source_links_leave_room_for_heap_only_updates_on_postgresql(any_db_url:
             assert options == ["fillfactor=90"]
     finally:
         engine.dispose()
+
+
+def test_migrated_columns_compare_as_the_models_say_on_postgresql(any_db_url: str) -> None:
+    """Autogenerate does not compare collations either: every column the models make
+    byte-compared on PostgreSQL (records.models.machine_text) is so after the migrations
+    (0017), and no other column is."""
+    dialect = postgresql.dialect()
+    expected = {(table.name, column.name): getattr(column.type.dialect_impl(dialect), "collation", None)
+                for table in Base.metadata.tables.values() for column in table.columns}
+    assert expected[("source_links", "external_id")] == "C"
+    engine = make_engine(any_db_url)
+    try:
+        upgrade(engine)
+        if engine.dialect.name != "postgresql":
+            return
+        with engine.connect() as conn:
+            migrated = {(table, column): collation for table, column, collation in conn.execute(text(
+                "SELECT table_name, column_name, collation_name FROM information_schema.columns "
+                "WHERE table_schema = 'public'"))}
+        assert {key: migrated[key] for key in expected} == expected
+    finally:
+        engine.dispose()
