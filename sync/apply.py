@@ -552,19 +552,21 @@ class Applier:
     def _flush_changes(self) -> None:
         if not self._changes:
             return
+        changes, self._changes = self._changes, []
         end = self._row_end
-        if self._copying_changes:
-            rows = [(lead, changed + end) for lead, changed in self._changes]
+        numbered = self._seq_at_insert
+        ids = allocate_ids(self.conn, Change.__table__, len(changes)) if numbered else ()
+        offset = self._seq_offset
+        if self._copying_changes:  # COPY text: the entries come escaped, the end is ready
+            rows = [(lead, changed + end) for lead, changed in changes]
+            if numbered:
+                rows = [((i, i + offset, *lead), rest) for i, (lead, rest) in zip(ids, rows)]
+            (self._numbered_change_inserter if numbered else self._change_inserter).insert_ahead(rows)
+        elif numbered:
+            self._numbered_change_inserter.insert_tuples(
+                [(i, i + offset, *lead, changed, *end) for i, (lead, changed) in zip(ids, changes)])
         else:
-            rows = [(lead, (changed, *end)) for lead, changed in self._changes]
-        self._changes = []
-        if self._seq_at_insert:
-            ids = allocate_ids(self.conn, Change.__table__, len(rows))
-            offset = self._seq_offset
-            self._numbered_change_inserter.insert_ahead(
-                [((i, i + offset, *lead), rest) for i, (lead, rest) in zip(ids, rows)])
-        else:
-            self._change_inserter.insert_ahead(rows)
+            self._change_inserter.insert_tuples([(*lead, changed, *end) for lead, changed in changes])
 
 
 class _Held(NamedTuple):
