@@ -36,9 +36,10 @@ class Ref:
 # A record's row as a create would insert it, built ahead (sync.apply.Applier.row_builder):
 # (values, created, id_hash) — its values in the kind's insert order without the ids the run
 # assigns (on PostgreSQL already as their line of COPY data: records.bulk.ahead_converter), its
-# change-feed entry serialised, and the keyed hash of its ID number (for correlation). A plain tuple rather than a NamedTuple: the read-ahead child pickles one per
-# record of a first load, and a NamedTuple pickles by way of its class (a page of staff took
-# 3.0 ms to pickle and 2.4 ms to load that way, 2.2 and 2.0 ms as plain tuples).
+# change-feed entry serialised, and the keyed hash of its ID number (for correlation). A plain
+# tuple rather than a NamedTuple: the read-ahead child pickles one per record of a first load,
+# and a NamedTuple pickles by way of its class (a page of staff took 3.0 ms to pickle and 2.4 ms
+# to load that way, 2.2 and 2.0 ms as plain tuples).
 NewRow = tuple[Any, Any, Any]
 
 
