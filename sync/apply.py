@@ -114,7 +114,7 @@ class Applier:
         # on PostgreSQL straight into their COPY text; each row then ends with the run's time.
         self._changed_json = self._change_inserter.field_converter("changed")
         at = self._change_inserter.field_converter("at")(self.now)
-        self._copying_changes = isinstance(at, bytes)
+        self._copying_changes = self._change_inserter.copy_sql is not None
         self._row_end: Any = b"\t" + at + b"\n" if self._copying_changes else (at,)
         self._link_inserter = BulkInserter(self.conn, SourceLink.__table__, _LINK_COLUMNS)
         self._link_active = self._link_inserter.processor("active")(True)

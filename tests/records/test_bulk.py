@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import pickle
+from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import delete, insert, inspect, select
+from sqlalchemy import Engine, delete, insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from records.bulk import BulkInserter, DeferredIndexes, allocate_ids
@@ -16,6 +17,17 @@ from records.models import Change, Membership, Person, utcnow
 AWKWARD = "tab\there\nnew line\\back\rslash \\N 党员「引号」'\""
 
 
+@pytest.fixture
+def engine(any_db_url: str) -> Iterator[Engine]:
+    """A migrated database of each kind."""
+    engine = make_engine(any_db_url)
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def _person(employee_no: str, name: str) -> dict:
     return {"employee_no": employee_no, "name": name, "birth_date": "1980-02-29", "gender": None,
             "provenance": {"employee_no": "hr", "name": "hr"}, "created_at": dt.datetime(2026, 11, 24, 9, 30, 1, 5),
@@ -23,80 +35,65 @@ def _person(employee_no: str, name: str) -> dict:
 
 
 @pytest.mark.parametrize("name", [AWKWARD, "张伟"], ids=["escaped", "plain"])
-def test_rows_encoded_ahead_insert_like_rows_inserted_at_once(any_db_url: str, name: str) -> None:
-    engine = make_engine(any_db_url)
-    try:
-        upgrade(engine)
-        table = Person.__table__
-        columns = ("id", *(c.name for c in table.c if c.name != "id"))
-        with engine.begin() as conn:
-            at_once = BulkInserter(conn, table, columns)
-            at_once.insert([{"id": allocate_ids(conn, table, 1)[0], **_person("E1", name)}])
-            later = BulkInserter(conn, table, columns)
-            convert = later.ahead_converter(start=1)
-            # Built in another process in a real run: what it makes survives pickling.
-            converted = [pickle.loads(pickle.dumps(convert(_person(no, name)))) for no in ("E2", "E3")]
-            if conn.dialect.name == "postgresql":
-                assert all(isinstance(line, bytes) for line in converted)  # COPY data, formatted ahead
-            later.insert_ahead([((i,), values) for i, values in zip(allocate_ids(conn, table, 2), converted)])
-        with engine.connect() as conn:
-            rows = {r.employee_no: r for r in conn.execute(select(table))}
-        assert sorted(rows) == ["E1", "E2", "E3"]
-        assert [rows[no].id for no in ("E1", "E2", "E3")] == [1, 2, 3]
-        for no in ("E2", "E3"):
-            first, other = rows["E1"]._asdict(), rows[no]._asdict()
-            assert {k: v for k, v in other.items() if k not in ("id", "employee_no")} == {
-                k: v for k, v in first.items() if k not in ("id", "employee_no")}
-        assert rows["E3"].name == name and rows["E3"].gender is None and rows["E3"].staff_active is True
-        assert rows["E3"].birth_date == dt.date(1980, 2, 29)
-        assert rows["E3"].provenance == {"employee_no": "hr", "name": "hr"}
-    finally:
-        engine.dispose()
+def test_rows_encoded_ahead_insert_like_rows_inserted_at_once(engine: Engine, name: str) -> None:
+    table = Person.__table__
+    columns = ("id", *(c.name for c in table.c if c.name != "id"))
+    with engine.begin() as conn:
+        at_once = BulkInserter(conn, table, columns)
+        at_once.insert([{"id": allocate_ids(conn, table, 1)[0], **_person("E1", name)}])
+        later = BulkInserter(conn, table, columns)
+        convert = later.ahead_converter(start=1)
+        # Built in another process in a real run: what it makes survives pickling.
+        converted = [pickle.loads(pickle.dumps(convert(_person(no, name)))) for no in ("E2", "E3")]
+        if conn.dialect.name == "postgresql":
+            assert all(isinstance(line, bytes) for line in converted)  # COPY data, formatted ahead
+        later.insert_ahead([((i,), values) for i, values in zip(allocate_ids(conn, table, 2), converted)])
+    with engine.connect() as conn:
+        rows = {r.employee_no: r for r in conn.execute(select(table))}
+    assert sorted(rows) == ["E1", "E2", "E3"]
+    assert [rows[no].id for no in ("E1", "E2", "E3")] == [1, 2, 3]
+    for no in ("E2", "E3"):
+        first, other = rows["E1"]._asdict(), rows[no]._asdict()
+        assert {k: v for k, v in other.items() if k not in ("id", "employee_no")} == {
+            k: v for k, v in first.items() if k not in ("id", "employee_no")}
+    assert rows["E3"].name == name and rows["E3"].gender is None and rows["E3"].staff_active is True
+    assert rows["E3"].birth_date == dt.date(1980, 2, 29)
+    assert rows["E3"].provenance == {"employee_no": "hr", "name": "hr"}
 
 
-def test_values_formatted_ahead_keep_every_character(any_db_url: str) -> None:
+def test_values_formatted_ahead_keep_every_character(engine: Engine) -> None:
     """Each character COPY's text format escapes, alone or beside a NULL, in any column."""
-    engine = make_engine(any_db_url)
-    try:
-        upgrade(engine)
-        table = Person.__table__
-        columns = ("id", "employee_no", "name", "gender", "position", "staff_active", "provenance",
-                   "created_at", "updated_at")
-        awkward = ["\\", "\\N", "\t", "\n", "\r", "a\\tb", "\\\\", "N", "", AWKWARD, "\x01"]
-        with engine.begin() as conn:
-            inserter = BulkInserter(conn, table, columns)
-            convert = inserter.ahead_converter(start=1)
-            rows = [convert({"employee_no": f"E{i}", "name": text, "gender": None, "position": text,
-                             "staff_active": i % 2 == 0, "provenance": {"name": "hr"}, "created_at": utcnow()})
-                    for i, text in enumerate(awkward)]
-            inserter.insert_ahead([((i + 1,), row) for i, row in enumerate(rows)])
-        with engine.connect() as conn:
-            stored = conn.execute(select(table.c.id, table.c.name, table.c.gender, table.c.position,
-                                         table.c.staff_active, table.c.provenance).order_by(table.c.id)).all()
-        assert [tuple(r) for r in stored] == [
-            (i + 1, text, None, text, i % 2 == 0, {"name": "hr"}) for i, text in enumerate(awkward)]
-    finally:
-        engine.dispose()
+    table = Person.__table__
+    columns = ("id", "employee_no", "name", "gender", "position", "staff_active", "provenance",
+               "created_at", "updated_at")
+    awkward = ["\\", "\\N", "\t", "\n", "\r", "a\\tb", "\\\\", "N", "", AWKWARD, "\x01"]
+    with engine.begin() as conn:
+        inserter = BulkInserter(conn, table, columns)
+        convert = inserter.ahead_converter(start=1)
+        rows = [convert({"employee_no": f"E{i}", "name": text, "gender": None, "position": text,
+                         "staff_active": i % 2 == 0, "provenance": {"name": "hr"}, "created_at": utcnow()})
+                for i, text in enumerate(awkward)]
+        inserter.insert_ahead([((i + 1,), row) for i, row in enumerate(rows)])
+    with engine.connect() as conn:
+        stored = conn.execute(select(table.c.id, table.c.name, table.c.gender, table.c.position,
+                                     table.c.staff_active, table.c.provenance).order_by(table.c.id)).all()
+    assert [tuple(r) for r in stored] == [
+        (i + 1, text, None, text, i % 2 == 0, {"name": "hr"}) for i, text in enumerate(awkward)]
 
 
-def test_the_leading_values_may_be_null(any_db_url: str) -> None:
-    engine = make_engine(any_db_url)
-    try:
-        upgrade(engine)
-        table = Change.__table__
-        columns = ("id", "run_id", "actor", "entity", "entity_id", "op", "changed", "at")
-        created = {"name": [None, AWKWARD]}
-        with engine.begin() as conn:
-            inserter = BulkInserter(conn, table, columns)
-            values = inserter.row_converter(start=2)({"actor": "cli", "entity": "person", "entity_id": 3,
-                                                       "op": "create", "changed": created, "at": utcnow()})
-            inserter.insert_tuples([(7, None, *values)])
-        with engine.connect() as conn:
-            row = conn.execute(select(table)).one()
-        assert (row.id, row.run_id, row.entity_id, row.changed) == (7, None, 3, created)
-        assert row.seq is not None  # stamped at commit like any other change row
-    finally:
-        engine.dispose()
+def test_the_leading_values_may_be_null(engine: Engine) -> None:
+    table = Change.__table__
+    columns = ("id", "run_id", "actor", "entity", "entity_id", "op", "changed", "at")
+    created = {"name": [None, AWKWARD]}
+    with engine.begin() as conn:
+        inserter = BulkInserter(conn, table, columns)
+        values = inserter.row_converter(start=2)({"actor": "cli", "entity": "person", "entity_id": 3,
+                                                   "op": "create", "changed": created, "at": utcnow()})
+        inserter.insert_tuples([(7, None, *values)])
+    with engine.connect() as conn:
+        row = conn.execute(select(table)).one()
+    assert (row.id, row.run_id, row.entity_id, row.changed) == (7, None, 3, created)
+    assert row.seq is not None  # stamped at commit like any other change row
 
 
 def _foreign_keys(engine) -> list[str]:
@@ -107,50 +104,45 @@ def _unique_keys(engine) -> list[str]:
     return [key["name"] for key in inspect(engine).get_unique_constraints("persons")]
 
 
-def test_a_first_load_checks_keys_once_at_the_end(any_db_url: str) -> None:
+def test_a_first_load_checks_keys_once_at_the_end(engine: Engine) -> None:
     """PostgreSQL: the roster's key to persons and the persons' unique employee number wait
     with the indexes when both tables are empty, and a row breaking either fails the restore
     (so the run); elsewhere nothing changes."""
-    engine = make_engine(any_db_url)
-    try:
-        upgrade(engine)
-        before, unique_before = _foreign_keys(engine), _unique_keys(engine)
-        assert before and unique_before
-        postgres = engine.dialect.name == "postgresql"
+    before, unique_before = _foreign_keys(engine), _unique_keys(engine)
+    assert before and unique_before
+    postgres = engine.dialect.name == "postgresql"
+    with engine.connect() as conn, conn.begin():
+        deferred = DeferredIndexes(conn)
+        deferred.defer([Person.__table__, Membership.__table__])
+        assert [k[1] for k in deferred.dropped_keys] == (unique_before + before if postgres else [])
+        conn.execute(insert(Person.__table__), [{**_person("E1", "张三"), "id": 1, "birth_date": None}])
+        conn.execute(insert(Membership.__table__), [_membership(1)])
+        deferred.restore()
+    assert (_foreign_keys(engine), _unique_keys(engine)) == (before, unique_before)
+    with engine.connect() as conn, conn.begin():  # not empty any more: the keys stay
+        deferred = DeferredIndexes(conn)
+        deferred.defer([Person.__table__, Membership.__table__])
+        assert deferred.dropped_keys == []
+    if postgres:
         with engine.connect() as conn, conn.begin():
-            deferred = DeferredIndexes(conn)
-            deferred.defer([Person.__table__, Membership.__table__])
-            assert [k[1] for k in deferred.dropped_keys] == (unique_before + before if postgres else [])
-            conn.execute(insert(Person.__table__), [{**_person("E1", "张三"), "id": 1, "birth_date": None}])
-            conn.execute(insert(Membership.__table__), [_membership(1)])
-            deferred.restore()
-        assert (_foreign_keys(engine), _unique_keys(engine)) == (before, unique_before)
-        with engine.connect() as conn, conn.begin():  # not empty any more: the keys stay
-            deferred = DeferredIndexes(conn)
-            deferred.defer([Person.__table__, Membership.__table__])
-            assert deferred.dropped_keys == []
-        if postgres:
-            with engine.connect() as conn, conn.begin():
-                conn.execute(delete(Membership.__table__))
-                conn.execute(delete(Person.__table__))
-            duplicates = [{**_person("E1", "张三"), "id": 2, "birth_date": None},
-                          {**_person("E1", "李四"), "id": 3, "birth_date": None}]
-            broken = {"no such person": ([], [_membership(42)]),
-                      "duplicate employee number": (duplicates, [_membership(2)])}
-            for what, (persons, memberships) in broken.items():
-                with engine.connect() as conn:
-                    conn.begin()
-                    deferred = DeferredIndexes(conn)
-                    deferred.defer([Person.__table__, Membership.__table__])
-                    if persons:
-                        conn.execute(insert(Person.__table__), persons)
-                    conn.execute(insert(Membership.__table__), memberships)
-                    with pytest.raises(IntegrityError):
-                        deferred.restore()
-                    conn.rollback()
-                assert (_foreign_keys(engine), _unique_keys(engine)) == (before, unique_before), what
-    finally:
-        engine.dispose()
+            conn.execute(delete(Membership.__table__))
+            conn.execute(delete(Person.__table__))
+        duplicates = [{**_person("E1", "张三"), "id": 2, "birth_date": None},
+                      {**_person("E1", "李四"), "id": 3, "birth_date": None}]
+        broken = {"no such person": ([], [_membership(42)]),
+                  "duplicate employee number": (duplicates, [_membership(2)])}
+        for what, (persons, memberships) in broken.items():
+            with engine.connect() as conn:
+                conn.begin()
+                deferred = DeferredIndexes(conn)
+                deferred.defer([Person.__table__, Membership.__table__])
+                if persons:
+                    conn.execute(insert(Person.__table__), persons)
+                conn.execute(insert(Membership.__table__), memberships)
+                with pytest.raises(IntegrityError):
+                    deferred.restore()
+                conn.rollback()
+            assert (_foreign_keys(engine), _unique_keys(engine)) == (before, unique_before), what
 
 
 def _membership(person_id: int) -> dict:
@@ -158,46 +150,36 @@ def _membership(person_id: int) -> dict:
             "provenance": {}, "created_at": utcnow(), "updated_at": utcnow()}
 
 
-def test_dates_go_in_as_dates_text_or_datetimes(any_db_url: str) -> None:
+def test_dates_go_in_as_dates_text_or_datetimes(engine: Engine) -> None:
     """A DATE column takes ISO text, a date or a datetime (its date part); on PostgreSQL COPY
     gets each as text, which also keeps `date` objects out of the read-ahead child's pickles."""
-    engine = make_engine(any_db_url)
-    try:
-        upgrade(engine)
-        table = Person.__table__
-        columns = ("id", *(c.name for c in table.c if c.name != "id"))
-        given = {"E1": "1980-02-29", "E2": dt.date(1980, 2, 29), "E3": dt.datetime(1980, 2, 29, 23, 59)}
-        with engine.begin() as conn:
-            inserter = BulkInserter(conn, table, columns)
-            convert = inserter.row_converter(start=1)
-            rows = [convert({**_person(no, "张三"), "birth_date": day}) for no, day in given.items()]
-            if engine.dialect.name in ("sqlite", "postgresql"):  # MariaDB's driver binds dates itself
-                at = columns.index("birth_date") - 1
-                assert [row[at] for row in rows] == ["1980-02-29"] * 3
-            inserter.insert_tuples([(i, *row) for i, row in zip(allocate_ids(conn, table, 3), rows)])
-        with engine.connect() as conn:
-            born = dict(conn.execute(select(table.c.employee_no, table.c.birth_date)).all())
-        assert born == {no: dt.date(1980, 2, 29) for no in given}
-    finally:
-        engine.dispose()
+    table = Person.__table__
+    columns = ("id", *(c.name for c in table.c if c.name != "id"))
+    given = {"E1": "1980-02-29", "E2": dt.date(1980, 2, 29), "E3": dt.datetime(1980, 2, 29, 23, 59)}
+    with engine.begin() as conn:
+        inserter = BulkInserter(conn, table, columns)
+        convert = inserter.row_converter(start=1)
+        rows = [convert({**_person(no, "张三"), "birth_date": day}) for no, day in given.items()]
+        if engine.dialect.name in ("sqlite", "postgresql"):  # MariaDB's driver binds dates itself
+            at = columns.index("birth_date") - 1
+            assert [row[at] for row in rows] == ["1980-02-29"] * 3
+        inserter.insert_tuples([(i, *row) for i, row in zip(allocate_ids(conn, table, 3), rows)])
+    with engine.connect() as conn:
+        born = dict(conn.execute(select(table.c.employee_no, table.c.birth_date)).all())
+    assert born == {no: dt.date(1980, 2, 29) for no in given}
 
 
-def test_ids_are_allocated_ascending_and_never_twice(any_db_url: str) -> None:
-    engine = make_engine(any_db_url)
-    try:
-        upgrade(engine)
-        table = Person.__table__
-        with engine.begin() as conn:
-            first, second = allocate_ids(conn, table, 3), allocate_ids(conn, table, 2)
-            assert list(allocate_ids(conn, table, 0)) == []
-            if conn.dialect.name == "postgresql":
-                assert list(first) + list(second) == [1, 2, 3, 4, 5]
-                # Another session's nextval between ours leaves gaps (here: a sequence that steps
-                # by 3); the ids taken are then listed one by one, still ascending.
-                conn.exec_driver_sql("ALTER SEQUENCE persons_id_seq INCREMENT BY 3")
-                gapped = allocate_ids(conn, table, 4)
-                assert list(gapped) == [8, 11, 14, 17]
-            else:  # MAX(id) + 1 …: ids are taken by inserting the rows, inside the run's transaction
-                assert (list(first), list(second)) == ([1, 2, 3], [1, 2])
-    finally:
-        engine.dispose()
+def test_ids_come_ascending_and_listed_one_by_one_where_gapped(engine: Engine) -> None:
+    table = Person.__table__
+    with engine.begin() as conn:
+        first, second = allocate_ids(conn, table, 3), allocate_ids(conn, table, 2)
+        assert list(allocate_ids(conn, table, 0)) == []
+        if conn.dialect.name == "postgresql":
+            assert list(first) + list(second) == [1, 2, 3, 4, 5]
+            # Another session's nextval between ours leaves gaps (here: a sequence that steps
+            # by 3); the ids taken are then listed one by one, still ascending.
+            conn.exec_driver_sql("ALTER SEQUENCE persons_id_seq INCREMENT BY 3")
+            gapped = allocate_ids(conn, table, 4)
+            assert list(gapped) == [8, 11, 14, 17]
+        else:  # MAX(id) + 1 …: ids are taken by inserting the rows, inside the run's transaction
+            assert (list(first), list(second)) == ([1, 2, 3], [1, 2])
