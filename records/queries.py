@@ -1,7 +1,11 @@
 """Query pieces several readers share (CLI, console, API)."""
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, text, true
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import ColumnElement, any_, bindparam, text, true
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from records.models import Mismatch
@@ -17,6 +21,15 @@ def mismatch_state_filter(state: str) -> ColumnElement[bool]:
     if state == "all":
         return true()
     return (Mismatch.state == state) & Mismatch.closed_at.is_(None)
+
+
+def among(column: Any, values: Iterable[Any], dialect: str) -> ColumnElement[bool]:
+    """`column IN values`; on PostgreSQL `= ANY` of one array parameter. An IN list binds a
+    parameter per value, which the server parses and plans again for every batch: reading back
+    1 000 persons by id 400 times cost a first load 2.5 s that way."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))
 
 
 def subtree_codes(s: Session, root: str) -> list[str]:

@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import pickle
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, delete, insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from records.bulk import BulkInserter, DeferredIndexes, allocate_ids
-from records.db import make_engine, upgrade
 from records.models import Change, Membership, Person, utcnow
 
 AWKWARD = "tab\there\nnew line\\back\rslash \\N 党员「引号」'\""
 
-
-@pytest.fixture
-def engine(any_db_url: str) -> Iterator[Engine]:
-    """A migrated database of each kind."""
-    engine = make_engine(any_db_url)
-    try:
-        upgrade(engine)
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def _person(employee_no: str, name: str) -> dict:
