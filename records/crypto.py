@@ -2,8 +2,8 @@
 
 Values are stored encrypted (AES-256-GCM, unique nonces) and matched by a keyed hash (BLAKE2b
 keyed by prefix, see `FieldCipher.keyed_hash`), so that equality joins work without ever storing
-the plaintext. Both keys are derived from the one
-secret (`DUALLINE_SECRET_KEY` or the config's `secret_key`) with HKDF, each for its own purpose.
+the plaintext. Both keys are derived from the one secret (`DUALLINE_SECRET_KEY` or the config's
+`secret_key`) with HKDF, each for its own purpose.
 """
 from __future__ import annotations
 

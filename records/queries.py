@@ -25,8 +25,8 @@ def mismatch_state_filter(state: str) -> ColumnElement[bool]:
 
 def among(column: Any, values: Iterable[Any], dialect: str) -> ColumnElement[bool]:
     """`column IN values`; on PostgreSQL `= ANY` of one array parameter. An IN list binds a
-    parameter per value, which the server parses and plans again for every batch: reading back
-    1 000 persons by id 400 times cost a first load 2.5 s that way."""
+    parameter per value, which the server parses and plans again for every batch: 100 batches
+    of 1 000 ids over a million persons took 1.1–1.3 s that way, 0.6 s as one array."""
     if dialect == "postgresql":
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
     return column.in_(list(values))
