@@ -114,33 +114,24 @@ class BulkInserter:
 
     def field_converter(self, column: str) -> Callable[[Any], Any]:
         """One column's value converted (`processor`) and, on PostgreSQL, as its COPY text
-        (bytes, escaped): the last columns of a row for `insert_ahead`, made ahead."""
+        (bytes, escaped), for callers that write rows as COPY text (`insert_text`)."""
         process = self.processor(column)
         if self.copy_sql is None:
             return process
         to_text = _copy_line(1, self._encoding())
         return lambda value: to_text((process(value),))[:-1]
 
-    def insert_ahead(self, rows: list[tuple[tuple[Any, ...], Any]]) -> None:
-        """INSERT rows given as (leading values, the rest): the rest as `ahead_converter` makes
-        it, or on PostgreSQL any COPY text ending the line. Leading values are ids, None or text."""
+    def insert_ahead(self, rows: list[tuple[tuple[int, ...], Any]]) -> None:
+        """INSERT rows given as (leading ids, the rest as `ahead_converter` made it)."""
         if not rows:
             return
         if self.copy_sql is None:
             self.insert_tuples([(*lead, *values) for lead, values in rows])
             return
-        texts: dict[Any, bytes] = {None: b"\\N\t"}  # few distinct texts lead (actor, entity, op)
-        escape = _copy_line(1, self._encoding())
         data = bytearray()
         for lead, rest in rows:
             for value in lead:
-                if value.__class__ is int:
-                    data += b"%d\t" % value
-                    continue
-                text = texts.get(value)
-                if text is None:
-                    text = texts[value] = escape((value,))[:-1] + b"\t"
-                data += text
+                data += b"%d\t" % value
             data += rest
         self.insert_text(data)
 
