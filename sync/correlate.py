@@ -25,17 +25,31 @@ from records.models import Membership, Person, SourceLink
 from sync.plan import Ref
 
 
-@dataclass(slots=True)
-class PersonFacts:
-    ref: Ref
-    name: str | None
-    employee_no: str | None
-    birth_date: str | None
-    id_hash: str | None
-    # Sources with an active staff / roster record of this person: to see two records of one
-    # source claim one person.
-    staff_sources: tuple[str, ...] = ()
-    member_sources: tuple[str, ...] = ()
+class PersonFacts(Ref):
+    """What correlation knows of one person. It is itself the person's `Ref` (the id its insert
+    assigns, shared by every plan item about the person): with a Ref of its own, an index of a
+    million staff took 400 MB instead of 352."""
+
+    __slots__ = ("name", "employee_no", "birth_date", "id_hash", "staff_sources", "member_sources")
+
+    def __init__(self, id: int | None, name: str | None, employee_no: str | None, birth_date: str | None,
+                 id_hash: str | None) -> None:
+        self.id = id
+        self.name = name
+        self.employee_no = employee_no
+        self.birth_date = birth_date
+        self.id_hash = id_hash
+        # Sources with an active staff / roster record of this person: to see two records of
+        # one source claim one person.
+        self.staff_sources: tuple[str, ...] = ()
+        self.member_sources: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> Ref:
+        return self
+
+    def __repr__(self) -> str:
+        return f"PersonFacts({self.id}, {self.name!r})"
 
 
 @dataclass
@@ -99,7 +113,7 @@ class PersonIndex:
         )
         for pid, name, emp, birth, idh in rows:
             self._register(
-                PersonFacts(Ref(pid), _text(name), emp, _text(birth.isoformat()) if birth else None, idh)
+                PersonFacts(pid, _text(name), emp, _text(birth.isoformat()) if birth else None, idh)
             )
         links = self._session.execute(
             select(SourceLink.entity_id, SourceLink.source).where(
@@ -121,8 +135,8 @@ class PersonIndex:
                 facts.member_sources = self._plus(facts.member_sources, source)
 
     def _register(self, facts: PersonFacts) -> None:
-        if facts.ref.id is not None:
-            self.by_id[facts.ref.id] = facts
+        if facts.id is not None:
+            self.by_id[facts.id] = facts
         if facts.employee_no:
             self.by_emp[facts.employee_no] = facts
         if facts.id_hash:
@@ -166,7 +180,7 @@ class PersonIndex:
         return found
 
     def _new(self, name: str | None, employee_no: str | None, birth: str | None, id_hash: str | None) -> PersonFacts:
-        facts = PersonFacts(Ref(), _text(name), employee_no, _text(birth), id_hash)
+        facts = PersonFacts(None, _text(name), employee_no, _text(birth), id_hash)
         self._register(facts)
         return facts
 
