@@ -28,7 +28,7 @@ from sync.plan import Ref
 class PersonFacts(Ref):
     """What correlation knows of one person. It is itself the person's `Ref` (the id its insert
     assigns, shared by every plan item about the person): with a Ref of its own, an index of a
-    million staff took 400 MB instead of 352."""
+    million staff took 381 MB instead of 335."""
 
     __slots__ = ("name", "employee_no", "birth_date", "id_hash", "staff_sources", "member_sources")
 

@@ -170,7 +170,7 @@ class Planner:
         """A full pull's view of the source's links of `kind`: fingerprint → key of the active
         ones, the keys of the active ones and the keys of the inactive ones. Keys and
         fingerprints only: with a row object per link (its ids, fingerprint and state) as
-        well, a no-op re-sync of a million staff peaked at 686 MB instead of 547."""
+        well, a no-op re-sync of a million staff peaked at 671 MB instead of 534."""
         by_fingerprint: dict[str, str] = {}
         active: set[str] = set()
         inactive: set[str] = set()
