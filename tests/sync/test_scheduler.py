@@ -122,7 +122,12 @@ def _each_source_ran(url: str, times: int) -> bool:
 def test_two_schedulers_never_run_a_source_twice_at_once(tmp_path: Path) -> None:
     enterprise = generate(staff=300, seed=9)
     with FakeSource(enterprise, page_size=100) as source:
-        _slow(source, 0.05)
+        # Half a second a page, so that a run holds its lock for a second or more: both
+        # schedulers fire on the same second, and the child that starts later must find the
+        # first one's lock held. With runs shorter than the spread of two child processes'
+        # start-up (at 0.05 s a page, on a loaded machine), they ran one after the other and
+        # no race was ever lost, so the test failed although nothing overlapped.
+        _slow(source, 0.5)
         url = f"sqlite:///{tmp_path / 'db.sqlite'}"
         config = _config(tmp_path, source.url, url)
         data = yaml.safe_load(config.read_text(encoding="utf-8"))
