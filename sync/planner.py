@@ -230,10 +230,11 @@ class Planner:
         try:
             for outcomes, read, cursor in recognised_pages(connector, kind, since, recogniser):
                 stats.read += read
-                records = [o[1] for o in outcomes if o[0] == RECORD]
+                # The links of the page's mapped records; a full pull knows which have one.
+                keys = [o[1] for o in outcomes if o[0] == RECORD]
                 if full:
-                    records = [ext for ext in records if ext in unseen or ext in inactive]
-                links = self._links(source.name, kind, records) if records else {}
+                    keys = [ext for ext in keys if ext in unseen or ext in inactive]
+                links = self._links(source.name, kind, keys) if keys else {}
                 for outcome in outcomes:
                     what, ext = outcome[0], outcome[1]
                     if what == UNCHANGED:
