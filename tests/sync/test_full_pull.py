@@ -7,6 +7,7 @@ changes nothing — whether the pages are recognised in a child process or in pl
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -36,13 +37,24 @@ def _persons(site: RestSite) -> int:
 @pytest.mark.parametrize("ahead", [True, False], ids=["read_ahead", "in_place"])
 def test_full_pull_deactivates_what_is_gone_and_reactivates_what_returns(
         tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch, ahead: bool) -> None:
-    # Read ahead from the second page on, or never.
+    # Read ahead from the second page on, or never; count the children to know which it was.
     monkeypatch.setattr(read_ahead, "AHEAD_AFTER_PAGES", 1 if ahead else 10**9)
+    forks: list[int] = []
+    real_fork = os.fork
+
+    def counting_fork() -> int:
+        pid = real_fork()
+        if pid:
+            forks.append(pid)
+        return pid
+
+    monkeypatch.setattr(read_ahead.os, "fork", counting_fork)
     enterprise = generate(staff=400, seed=9)
     with FakeSource(enterprise, page_size=PAGE_SIZE) as source:
         site = RestSite(tmp_path, sqlite_url, source)
         first = site.sync()
         assert first.status == "succeeded"
+        assert bool(forks) == ahead
         created = first.counts["staff"]["created"]
         candidates = [s for s in enterprise.staff
                       if s["employment_status"] == "active" and s["id_number"] and s["employee_no"] not in enterprise.protected]
@@ -58,7 +70,8 @@ def test_full_pull_deactivates_what_is_gone_and_reactivates_what_returns(
         second = site.sync()
         assert second.status == "succeeded"
         assert second.counts["staff"]["deactivated"] == 1
-        assert second.counts["staff"]["quarantined"] >= 1
+        # The broken record is quarantined on top of the enterprise's own noisy rows.
+        assert second.counts["staff"]["quarantined"] == first.counts["staff"]["quarantined"] + 1
         assert not _staff_link(site, gone["employee_no"]).active
         assert _staff_link(site, broken["employee_no"]).active  # failed to map: kept, not deactivated
 
