@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,3 +55,21 @@ def site(tmp_path: Path, sqlite_url: str) -> Site:
 
 
 __all__ = ["Site", "make_site", "make_engine"]
+
+
+@pytest.fixture
+def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The pids of the children sync.read_ahead forks while the test runs."""
+    from sync import read_ahead
+
+    pids: list[int] = []
+    real_fork = os.fork
+
+    def counting_fork() -> int:
+        pid = real_fork()
+        if pid:
+            pids.append(pid)
+        return pid
+
+    monkeypatch.setattr(read_ahead.os, "fork", counting_fork)
+    return pids

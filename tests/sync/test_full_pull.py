@@ -7,7 +7,6 @@ changes nothing — whether the pages are recognised in a child process or in pl
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -36,19 +35,9 @@ def _persons(site: RestSite) -> int:
 
 @pytest.mark.parametrize("ahead", [True, False], ids=["read_ahead", "in_place"])
 def test_full_pull_deactivates_what_is_gone_and_reactivates_what_returns(
-        tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch, ahead: bool) -> None:
-    # Read ahead from the second page on, or never; count the children to know which it was.
+        tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch, forks: list[int], ahead: bool) -> None:
+    # Read ahead from the second page on, or never (`forks` tells which it was).
     monkeypatch.setattr(read_ahead, "AHEAD_AFTER_PAGES", 1 if ahead else 10**9)
-    forks: list[int] = []
-    real_fork = os.fork
-
-    def counting_fork() -> int:
-        pid = real_fork()
-        if pid:
-            forks.append(pid)
-        return pid
-
-    monkeypatch.setattr(read_ahead.os, "fork", counting_fork)
     enterprise = generate(staff=400, seed=9)
     with FakeSource(enterprise, page_size=PAGE_SIZE) as source:
         site = RestSite(tmp_path, sqlite_url, source)

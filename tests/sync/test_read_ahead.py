@@ -67,17 +67,7 @@ def three_databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
 
 
 def test_read_ahead_writes_exactly_what_reading_in_place_writes(tmp_path: Path, three_databases: tuple[str, ...],
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    forks: list[int] = []
-    real_fork = os.fork
-
-    def counting_fork() -> int:
-        pid = real_fork()
-        if pid:
-            forks.append(pid)
-        return pid
-
-    monkeypatch.setattr(read_ahead.os, "fork", counting_fork)
+                                                              monkeypatch: pytest.MonkeyPatch, forks: list[int]) -> None:
     # Rows built in this process (a failed build would fall back silently: count the successes).
     built: list[str] = []
     real_row_builder = Applier.row_builder
