@@ -58,11 +58,10 @@ class BulkInserter:
         dialect = conn.dialect
         placeholder = _PLACEHOLDER.get(dialect.paramstyle)
         self.conn = conn
-        self._table = table
+        self.table = table
         self.columns = tuple(columns)
         if placeholder is None:  # an unusual driver: let SQLAlchemy do it
             self.sql = None
-            self.table = table
             return
         quote = dialect.identifier_preparer.quote
         name = quote(into) if into else dialect.identifier_preparer.format_table(table)
@@ -85,7 +84,7 @@ class BulkInserter:
         build rows as ready tuples (`insert_tuples`)."""
         process = None
         if self.sql is not None:
-            process = _processor(self._table.c[column], self.conn.dialect, self.copy_sql is not None, memo=False)
+            process = _processor(self.table.c[column], self.conn.dialect, self.copy_sql is not None, memo=False)
         return process or (lambda value: value)
 
     def insert_tuples(self, rows: list[tuple[Any, ...]], batch: int = 2000) -> None:
@@ -107,10 +106,17 @@ class BulkInserter:
         to send between processes than a tuple and leaves the run nothing to format; elsewhere
         as the tuple. `insert_ahead` takes either."""
         to_values = self.row_converter(start)
-        if self.copy_sql is None:
+        to_line = self.copy_line(start)
+        if to_line is None:
             return to_values
-        to_line = _copy_line(len(self.columns) - start, self._encoding())
         return lambda row: to_line(to_values(row))
+
+    def copy_line(self, start: int = 0) -> Callable[[Sequence[Any]], bytes] | None:
+        """On PostgreSQL, a function writing converted values of `columns[start:]` as their line
+        of COPY data (what `insert_ahead` takes); elsewhere None."""
+        if self.copy_sql is None:
+            return None
+        return _copy_line(len(self.columns) - start, self._encoding())
 
     def field_converter(self, column: str) -> Callable[[Any], Any]:
         """One column's value converted (`processor`) and, on PostgreSQL, as its COPY text
@@ -300,7 +306,7 @@ def _dates(process: Any, as_text: bool = False) -> Any:
     return to_text
 
 
-def _copy_line(width: int, encoding: str) -> Callable[[tuple[Any, ...]], bytes]:
+def _copy_line(width: int, encoding: str) -> Callable[[Sequence[Any]], bytes]:
     """A row's values (as `row_converter` makes them: text, numbers, booleans, timestamps, None)
     as one line of COPY's text format, the way psycopg's `write_row` writes them. A value of
     another type raises TypeError: the run then builds that row itself."""
@@ -329,7 +335,7 @@ def _copy_line(width: int, encoding: str) -> Callable[[tuple[Any, ...]], bytes]:
             value = value.replace(char, escape)
         return value
 
-    def to_line(values: tuple[Any, ...]) -> bytes:
+    def to_line(values: Sequence[Any]) -> bytes:
         line = "\t".join([v if v.__class__ is str else "\\N" if v is None else text(v) for v in values])
         # Every backslash should be a NULL's and every tab a separator; anything else needs
         # escaping, value by value (rare: most records hold no tab, newline or backslash).

@@ -100,6 +100,14 @@ def _layout(fields: tuple[str, ...]) -> tuple[int, Any] | None:
     return mask, itemgetter(*ordered)
 
 
+def field_bits(fields: tuple[str, ...]) -> dict[str, int] | None:
+    """Each field's bit in a compact create entry, None when one has none: a writer that lays
+    out the entry itself (sync.new_rows) puts the after-values in the order of their bits."""
+    if any(f not in _BIT for f in fields):
+        return None
+    return {f: _BIT[f] for f in fields}
+
+
 def created_entry(after: dict[str, Any]) -> dict[str, Any]:
     """A create's change entry (`{field: [None, after]}` when read) built straight in its stored
     form, for writers that make a million of them (sync.apply); `ChangedJSON` keeps it as it is."""

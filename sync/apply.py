@@ -34,6 +34,7 @@ from records.models import (
 )
 from records.queries import among
 from sync.fields import SENSITIVE_FIELDS, comparable, shown, stored_comparable, stored_shown, to_columns
+from sync.new_rows import NewRowBuilder
 from sync.plan import KIND_ORDER, NOT_HASHED, Item, NewRow
 
 # Canonical fields each kind writes to its table (anything else a mapping returns is ignored).
@@ -95,6 +96,7 @@ class Applier:
         self._inserters: dict[str, BulkInserter] = {}
         self._creating: dict[str, BulkInserter] = {}
         self._provenance: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
+        self._row_builders: dict[tuple[str, str], NewRowBuilder] = {}
         # Manual overrides (sync.resolutions): whether an entity has any, and those to release.
         self._any_overrides: dict[str, bool] = {}
         self._released: list[int] = []
@@ -199,25 +201,23 @@ class Applier:
             row["active"] = True
         return row, created_entry(created)
 
-    def row_builder(self, kind: str, source: str) -> Callable[[dict[str, Any]], NewRow] | None:
+    def row_builder(self, kind: str, source: str) -> Callable[..., NewRow] | None:
         """How a mapped record of `kind` from `source` becomes the row its create inserts —
         encrypted, hashed, masked, with provenance and change-feed entry — so that it can be
         built before the run knows it is a create: in the read-ahead child (sync.read_ahead),
-        beside the run, instead of here at insert time. None where rows cannot be built ahead."""
-        inserter = self._creation_inserter(kind)
-        if inserter is None:
-            return None
-        to_values = inserter.ahead_converter(start=2 if kind in _PERSON_ID_FIRST else 1)
-        new_row, serialise, columns = self._new_row, self._changed_json, COLUMNS[kind]
-        keyed_hash = self.cipher.keyed_hash
-        hashes = kind in _HASHES_ID_NUMBER
-
-        def build(data: dict[str, Any]) -> NewRow:
-            id_hash = keyed_hash(data.get("id_number") or None) if hashes else NOT_HASHED
-            row, created = new_row(kind, source, data, columns, id_hash)
-            return to_values(row), serialise(created), id_hash if hashes else None
-
-        return build
+        beside the run, instead of here at insert time. None where rows cannot be built ahead.
+        `build(data, id_hash=NOT_HASHED)` raises for a record it leaves to `_new_row`."""
+        builder = self._row_builders.get((kind, source))
+        if builder is None:
+            inserter = self._creation_inserter(kind)
+            if inserter is None:
+                return None
+            builder = self._row_builders[(kind, source)] = NewRowBuilder(
+                inserter=inserter, start=2 if kind in _PERSON_ID_FIRST else 1, fields=COLUMNS[kind],
+                source=source, cipher=self.cipher, hashes_id_number=kind in _HASHES_ID_NUMBER, now=self.now,
+                active_column="staff_active" if kind == "staff" else "active", provenance=self._provenance,
+                serialise=self._changed_json)
+        return builder.build
 
     def _creation_inserter(self, kind: str) -> BulkInserter | None:
         """Inserts rows built ahead: the id first (and the person's id for memberships), then
@@ -263,6 +263,13 @@ class Applier:
         for item, new_id in zip(items, ids):
             item.ref.id = new_id
             new_row = item.new_row
+            if new_row is None and (build := self.row_builder(kind, item.source)) is not None:
+                # Not built ahead (the read-ahead child was behind, or none ran): built here the
+                # same way; `_new_row` below takes what the builder leaves.
+                try:
+                    new_row = build(item.data or {}, item.id_hash)
+                except Exception:  # noqa: BLE001 - the general path builds it or reports what fails
+                    new_row = None
             if new_row is not None:
                 lead = (new_id, item.person.id) if person_first else (new_id,)  # type: ignore[union-attr]
                 values, created, _ = new_row

@@ -4,7 +4,7 @@ Against the paginated REST fake (pages of 100), the staff (30 pages) and roster 
 pulls of a 3 000-staff enterprise pass `AHEAD_AFTER_PAGES` — the roster's mapping resolves
 branch names, so the child maps with what the run learned before it forked. The data and the
 change feed are exactly what the same syncs write without reading ahead, and without any
-create's row built ahead (full, no-op, 5 % changed; SQLite and PostgreSQL); a source error on
+create's row made by sync.new_rows (full, no-op, 5 % changed; SQLite and PostgreSQL); a source error on
 a page the child reads fails the run with the same error class and applies nothing; a child
 that dies fails the run, never applying a half-read pull as if it were whole. The parent's HTTP
 connections keep working after a child (the next pulls of the same connector).
@@ -54,7 +54,7 @@ def _state(site: RestSite) -> dict[str, Any]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def three_databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, ...]]:
     """Three empty databases of one kind: synced reading ahead, reading in place, and reading in
-    place with no create's row built ahead (the run builds each at insert time)."""
+    place with no row builder (sync.new_rows) at all: `Applier._new_row` makes every create's row."""
     if request.param == "sqlite":
         yield tuple(f"sqlite:///{tmp_path / (mode + '.db')}" for mode in MODES)
         return
@@ -77,8 +77,8 @@ def test_read_ahead_writes_exactly_what_reading_in_place_writes(tmp_path: Path, 
         if build is None:
             return None
 
-        def counted(data: dict[str, Any]) -> Any:
-            row = build(data)
+        def counted(data: dict[str, Any], *id_hash: Any) -> Any:
+            row = build(data, *id_hash)
             built.append(kind)
             return row
         return counted
@@ -89,8 +89,8 @@ def test_read_ahead_writes_exactly_what_reading_in_place_writes(tmp_path: Path, 
         ahead = mode == "ahead"
         if not ahead:
             monkeypatch.setattr(read_ahead, "AHEAD_AFTER_PAGES", 10**9)
-        if mode == "unbuilt":
-            monkeypatch.setattr(read_ahead.Recogniser, "building", False)
+        if mode == "unbuilt":  # every create's row made by Applier._new_row, field by field
+            monkeypatch.setattr(Applier, "row_builder", lambda self, kind, source: None)
         forks.clear()
         built.clear()
         enterprise = generate(staff=STAFF, seed=17)
