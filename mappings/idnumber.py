@@ -8,9 +8,10 @@ only its masked form (``110105********002X``), in the reason and in `MappingErro
 """
 from __future__ import annotations
 
+import re
 import unicodedata
-from operator import mul
 from datetime import date
+from time import monotonic
 from typing import Any
 
 from mappings.base import MappingError
@@ -33,14 +34,45 @@ def mask(number: str, head: int = 6, tail: int = 4) -> str:
     return number[:head] + "*" * (len(number) - head - tail) + number[-tail:]
 
 
-_ASCII_ZERO_BIAS = 48 * sum(_WEIGHTS)
-
-
 def check_character(first17: str) -> str:
-    """The ISO 7064 MOD 11-2 check character for the first 17 digits."""
-    # map/mul over the ASCII bytes keep the loop in C (no int() per digit): this runs once per
-    # record with an ID number. Each byte is its digit + 48, hence the constant correction.
-    return _CHECK_CHARS[(sum(map(mul, first17.encode("ascii"), _WEIGHTS)) - _ASCII_ZERO_BIAS) % 11]
+    """The ISO 7064 MOD 11-2 check character for the first 17 digits (digits only)."""
+    # The weights are 2**17 … 2**1 mod 11, and 13 ≡ 2 (mod 11): the 17 digits read as a number
+    # in base 13 give the weighted sum (halved) mod 11, in one C call — 0.15 µs instead of 0.7
+    # for a sum over the digits. It runs for every record with an ID number.
+    return _CHECK_CHARS[2 * int(first17, 13) % 11]
+
+
+# 17 digits, the first an area code 1–8, then a digit or X.
+_SHAPE = re.compile(r"[1-8][0-9]{16}[0-9X]")
+# Birth date text (YYYYMMDD) → the date, or None when it is no date or before 1900: a million
+# staff were born on ~20 000 days. Bounded against a source of garbage.
+_BIRTH_DATES: dict[str, date | None] = {}
+_TODAY: list[Any] = [-1.0, None]  # (monotonic time it was read, today): date.today() costs 0.5 µs
+
+
+def _birth_date(text: str) -> date | None:
+    born = _BIRTH_DATES.get(text, _NOT_SEEN)
+    if born is _NOT_SEEN:
+        try:
+            born = date(int(text[:4]), int(text[4:6]), int(text[6:]))
+        except ValueError:
+            born = None
+        if born is not None and born.year < 1900:
+            born = None
+        if len(_BIRTH_DATES) >= 100_000:
+            _BIRTH_DATES.clear()
+        _BIRTH_DATES[text] = born
+    return born
+
+
+def _today() -> date:
+    now = monotonic()
+    if now - _TODAY[0] > 60:
+        _TODAY[0], _TODAY[1] = now, date.today()
+    return _TODAY[1]
+
+
+_NOT_SEEN: Any = object()
 
 
 def normalize(value: Any) -> str:
@@ -62,15 +94,12 @@ def validate(value: Any, today: date | None = None) -> str:
     number = normalize(value)
     if len(number) != 18:
         raise _invalid(f"must be 18 characters, not {len(number)}", number)
-    if not _DIGITS.issuperset(number[:17]) or not (number[17] in _DIGITS or number[17] == "X"):
-        raise _invalid("must be 17 digits and a digit or X", number)
-    if number[0] not in "12345678":
+    if _SHAPE.fullmatch(number) is None:
+        if not _DIGITS.issuperset(number[:17]) or not (number[17] in _DIGITS or number[17] == "X"):
+            raise _invalid("must be 17 digits and a digit or X", number)
         raise _invalid("invalid area code", number)
-    try:
-        born = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
-    except ValueError:
-        raise _invalid("invalid birth date", number) from None
-    if born.year < 1900 or born > (today or date.today()):
+    born = _birth_date(number[6:14])
+    if born is None or born > (today or _today()):
         raise _invalid("invalid birth date", number)
     if check_character(number[:17]) != number[17]:
         raise _invalid("invalid check character", number)

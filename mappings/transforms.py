@@ -74,6 +74,8 @@ def split(value: Any) -> list[str]:
 def mobile(value: Any) -> str:
     """An 11-digit mainland mobile number, without spaces, dashes or the +86 / 0086 prefix."""
     number = text(value)
+    if len(number) == 11 and number[0] == "1" and number.isdigit() and number.isascii():
+        return number  # the usual case, already clean
     if not number.isascii():
         number = unicodedata.normalize("NFKC", number)
     if not number.isdigit():

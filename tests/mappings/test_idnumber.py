@@ -1,6 +1,7 @@
 """GB 11643-1999 ID numbers: checksum, birth date, area, sex, masking, the record check."""
 from __future__ import annotations
 
+import random
 from datetime import date
 
 import pytest
@@ -91,3 +92,23 @@ def test_record_check_rejects_other_sex() -> None:
     with pytest.raises(MappingError, match="sex in the ID number") as caught:
         _check(id_number="11010519491231002X", gender="1")
     assert caught.value.field == "gender"
+
+
+def test_check_character_is_the_weighted_sum_of_the_standard() -> None:
+    # The definition, digit by digit: the fast form (base 13) must agree on every number.
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    rng = random.Random(7)
+    for _ in range(20_000):
+        first17 = "".join(rng.choice("0123456789") for _ in range(17))
+        expected = "10X98765432"[sum(int(d) * w for d, w in zip(first17, weights)) % 11]
+        assert idnumber.check_character(first17) == expected
+
+
+def test_a_birth_date_is_judged_against_today_each_time() -> None:
+    # The birth dates seen are remembered; whether one is in the future is not.
+    first17 = "11010520240601001"
+    number = first17 + idnumber.check_character(first17)
+    assert idnumber.validate(number, today=date(2024, 6, 1)) == number
+    with pytest.raises(MappingError, match="invalid birth date"):
+        idnumber.validate(number, today=date(2024, 5, 31))
+    assert idnumber.validate(number, today=date(2025, 1, 1)) == number
