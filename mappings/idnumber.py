@@ -67,7 +67,7 @@ def _birth_date(text: str) -> date | None:
 
 def _today() -> date:
     now = monotonic()
-    if now - _TODAY[0] > 60:
+    if _TODAY[1] is None or now - _TODAY[0] > 60:
         _TODAY[0], _TODAY[1] = now, date.today()
     return _TODAY[1]
 

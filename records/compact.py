@@ -37,7 +37,7 @@ PROVENANCE_FIELDS = (
     "expected", "lecturer", "attendee_nos", "amount", "paid_on",
 )
 _BIT = {name: 1 << i for i, name in enumerate(PROVENANCE_FIELDS)}
-_CREATED = "+"  # the one key of a compact create entry (no field is named so)
+CREATED = "+"  # the one key of a compact create entry (no field is named so)
 _MISSING = object()
 
 
@@ -69,7 +69,7 @@ def expand_provenance(stored: Any) -> Any:
 
 
 def compact_changed(changed: Any) -> Any:
-    if not isinstance(changed, dict) or not changed or _CREATED in changed:
+    if not isinstance(changed, dict) or not changed or CREATED in changed:
         return changed
     after: dict[str, Any] = {}
     for field, pair in changed.items():
@@ -118,15 +118,15 @@ def created_entry(after: dict[str, Any]) -> dict[str, Any]:
         if len(_LAYOUTS) < _MAX_LAYOUTS:
             _LAYOUTS[fields] = layout
     if layout is None:
-        return {_CREATED: after}
+        return {CREATED: after}
     mask, pick = layout
-    return {_CREATED: [mask, *pick(after)]}
+    return {CREATED: [mask, *pick(after)]}
 
 
 def expand_changed(stored: Any) -> Any:
     if not isinstance(stored, dict) or len(stored) != 1:
         return stored
-    created = stored.get(_CREATED)
+    created = stored.get(CREATED)
     if isinstance(created, dict):
         return {field: [None, value] for field, value in created.items()}
     if isinstance(created, list) and created and isinstance(created[0], int):

@@ -14,8 +14,9 @@ those), ~3.7 µs a membership instead of ~5.8.
 
 The result is what `_new_row` and the inserter make of the same record — value for value, the
 encrypted ones aside, whose nonces differ (tests/sync/test_new_rows.py) — so either may build
-any row. Records whose fields fall outside the compact feed entry's field list
-(records.compact) are left to `_new_row` (`build` raises `Unbuildable`).
+any row. Records with a field outside the compact feed entry's field list
+(records.compact) or without a column of its own are left to `_new_row` (`build` raises
+`Unbuildable`).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from records.bulk import BulkInserter
-from records.compact import field_bits
+from records.compact import CREATED, field_bits
 from records.crypto import FieldCipher
 from sync.fields import SENSITIVE_FIELDS
 from sync.plan import NOT_HASHED, NewRow
@@ -73,6 +74,10 @@ class NewRowBuilder:
         if bits is None:
             return None
         position = {c: i for i, c in enumerate(self.columns)}
+        needed = [c for f in present
+                  for c in ((f"{f}_enc", f"{f}_hash", f"{f}_masked") if f in SENSITIVE_FIELDS else (f,))]
+        if any(c not in position for c in needed):
+            return None  # a field the table has no column for: _new_row ignores it, as before
         converts = self.converts
         provenance = self.provenance.get((self.source, present))
         if provenance is None:
@@ -114,7 +119,7 @@ class NewRowBuilder:
         if layout is _MISSING:
             layout = self._layouts[keys] = self._layout(keys)
         if layout is None:
-            raise Unbuildable("a field outside the compact feed entry's list")
+            raise Unbuildable("a field outside the compact feed entry's list, or without a column")
         values = layout.template.copy()
         for i, default, convert in layout.defaults:
             value = default(None)
@@ -140,7 +145,7 @@ class NewRowBuilder:
             if value is not None:
                 bits |= bit
                 after.append(value)
-        entry = {"+": [bits, *after]} if after else {"+": {}}
+        entry = {CREATED: [bits, *after]} if after else {CREATED: {}}
         row = tuple(values) if self.to_line is None else self.to_line(values)
         return row, self.serialise(entry), id_hash if self.hashes else None
 

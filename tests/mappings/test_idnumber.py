@@ -112,3 +112,10 @@ def test_a_birth_date_is_judged_against_today_each_time() -> None:
     with pytest.raises(MappingError, match="invalid birth date"):
         idnumber.validate(number, today=date(2024, 5, 31))
     assert idnumber.validate(number, today=date(2025, 1, 1)) == number
+
+
+def test_today_is_read_on_the_first_call_whenever_it_comes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A process started within a minute of boot (monotonic time below 60 s) still has a today.
+    monkeypatch.setattr(idnumber, "_TODAY", [-1.0, None])
+    monkeypatch.setattr(idnumber, "monotonic", lambda: 5.0)
+    assert idnumber.validate("11010519491231002X") == "11010519491231002X"

@@ -137,13 +137,15 @@ def test_records_the_enterprise_never_sends(applier: Applier) -> None:
     assert ("given-hash" in values.decode()) if isinstance(values, bytes) else ("given-hash" in values)
 
 
-def test_a_field_outside_the_compact_entry_is_left_to_the_field_by_field_path(
-        applier: Applier, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(COLUMNS, "org_units", (*COLUMNS["org_units"], "not_a_provenance_field"))
+# A field outside the compact entry's bit list; one with a bit but no column in org_units.
+@pytest.mark.parametrize("extra", ["not_a_provenance_field", "period"])
+def test_a_field_the_builder_cannot_place_is_left_to_the_field_by_field_path(
+        applier: Applier, monkeypatch: pytest.MonkeyPatch, extra: str) -> None:
+    monkeypatch.setitem(COLUMNS, "org_units", (*COLUMNS["org_units"], extra))
     build = applier.row_builder("org_units", "hr")
     assert build is not None
     with pytest.raises(Unbuildable):
-        build({"code": "U1", "name": "一车间", "not_a_provenance_field": 1})
+        build({"code": "U1", "name": "一车间", extra: "2024"})
     # Records without that field still build.
     values, _, _ = build({"code": "U2", "name": "二车间"})
     assert values
