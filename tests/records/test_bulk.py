@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, delete, insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 
-from records.bulk import BulkInserter, DeferredIndexes, allocate_ids
+from records.bulk import BulkInserter, DeferredIndexes, allocate_ids, sqlite_literal
 from records.models import Change, Membership, Person, utcnow
 
 AWKWARD = "tab\there\nnew line\\back\rslash \\N 党员「引号」'\""
@@ -171,3 +171,57 @@ def test_ids_come_ascending_and_listed_one_by_one_where_gapped(engine: Engine) -
             assert list(gapped) == [8, 11, 14, 17]
         else:  # MAX(id) + 1 …: ids are taken by inserting the rows, inside the run's transaction
             assert (list(first), list(second)) == ([1, 2, 3], [1, 2])
+
+
+LITERALS = [None, True, False, 0, -5, 2**62, 1.5, 1e16, -0.25, "", "O'Brien", "''", AWKWARD, "a\x00b", "\x00",
+            "党员", "2026-11-24 09:30:01.000005", b"", b"\x00\x01'"]
+
+
+@pytest.mark.parametrize("value", LITERALS, ids=repr)
+def test_an_sqlite_literal_stores_what_binding_stores(value: object) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (i INTEGER, t TEXT, n NUMERIC, d DATETIME, b BOOLEAN, j JSON, x BLOB)")
+    conn.execute("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?)", [value] * 7)
+    literal = sqlite_literal(value)
+    conn.execute(f"INSERT INTO t VALUES ({', '.join([literal] * 7)})")
+    typed = "SELECT " + ", ".join(f"{c}, typeof({c})" for c in "itndbjx") + " FROM t ORDER BY rowid"
+    bound, written = conn.execute(typed).fetchall()
+    assert written == bound
+
+
+def test_no_sqlite_literal_for_other_types() -> None:
+    for value in (float("nan"), dt.date(2026, 1, 1), {"a": 1}):
+        with pytest.raises(TypeError):
+            sqlite_literal(value)
+
+
+def test_columns_every_row_shares_are_stored_as_if_each_row_bound_them(engine: Engine) -> None:
+    """SQLite: the shared columns are written into the INSERT, and what is stored (type included)
+    is what binding them row by row stores. Other databases refuse them."""
+    table = Person.__table__
+    at = dt.datetime(2026, 11, 24, 9, 30, 1, 5)
+    shared = {"created_at": at, "updated_at": at, "staff_active": True, "position": AWKWARD + "\x00",
+              "scim_extensions": None, "scim_deleted_at": None, "hired_on": "2020-02-29",
+              "provenance": {"name": "hr", "引号": "'"}}
+    varying = ("id", "employee_no", "name", "birth_date")
+    with engine.begin() as conn:
+        if not BulkInserter.inlines_constants(conn):
+            with pytest.raises(ValueError):
+                BulkInserter(conn, table, varying, constants=shared)
+            return
+        everything = BulkInserter(conn, table, (*varying, *shared))
+        everything.insert([{"id": 1, "employee_no": "E1", "name": "张三", "birth_date": "1980-02-29", **shared}])
+        sharing = BulkInserter(conn, table, varying, constants=shared)
+        assert "?" not in sharing.sql.split("VALUES")[1].split(",", len(varying))[-1]
+        convert = sharing.row_converter(start=1)
+        sharing.insert_ahead([((2,), convert({"employee_no": "E2", "name": "张三", "birth_date": "1980-02-29"}))])
+    columns = [c.name for c in table.c if c.name not in ("id", "employee_no")]
+    typed = ", ".join(f"{c}, typeof({c})" for c in columns)
+    with engine.connect() as conn:
+        first, second = conn.exec_driver_sql(f"SELECT {typed} FROM persons ORDER BY id").all()
+        assert second == first
+        row = conn.execute(select(table).where(table.c.id == 2)).one()
+    assert (row.created_at, row.staff_active, row.position) == (at, True, AWKWARD + "\x00")
+    assert row.provenance == {"name": "hr", "引号": "'"} and row.hired_on == dt.date(2020, 2, 29)

@@ -38,16 +38,28 @@ def _state(site: RestSite) -> dict[str, Any]:
             "persons": sorted(s.execute(select(Person.employee_no, Person.name, Person.org_unit_code,
                                                Person.id_number_hash, Person.id_number_masked,
                                                Person.mobile_masked, Person.birth_date, Person.provenance,
-                                               Person.staff_active)).all(), key=repr),
+                                               Person.staff_active, Person.scim_external_id,
+                                               Person.scim_deleted_at, Person.scim_extensions,
+                                               Person.created_at == Person.updated_at)).all(), key=repr),
             "memberships": sorted(s.execute(select(Membership.party_org_code, Membership.category,
                                                    Membership.joined_on, Membership.provenance,
-                                                   Membership.active)).all(), key=repr),
+                                                   Membership.active, Membership.dues_category,
+                                                   Membership.created_at == Membership.updated_at)).all(), key=repr),
             # Rows built ahead (in the child or in place) and rows the run built: one feed.
-            "feed": sorted(s.execute(select(Change.entity, Change.op, Change.changed)).all(), key=repr),
+            "feed": sorted(s.execute(select(Change.entity, Change.op, Change.changed, Change.run_id,
+                                            Change.actor, Change.seq == Change.id)).all(), key=repr),
             "units": sorted(s.execute(select(OrgUnit.code, OrgUnit.parent_code, OrgUnit.active)).all(), key=repr),
             "orgs": sorted(s.execute(select(PartyOrg.code, PartyOrg.name, PartyOrg.active)).all(), key=repr),
             "links": sorted(s.execute(select(SourceLink.source, SourceLink.kind, SourceLink.external_id,
-                                             SourceLink.fingerprint, SourceLink.active)).all(), key=repr),
+                                             SourceLink.fingerprint, SourceLink.active,
+                                             SourceLink.last_run_id)).all(), key=repr),
+            # Each run's timestamps: one per run, on every row it wrote (SQLite writes the
+            # columns a batch of rows shares into its INSERT: records.bulk.sqlite_literal).
+            "times": [len(set(s.scalars(select(Change.at).where(
+                Change.run_id == run, Change.entity.in_(("person", "membership", "org_unit", "party_org"))))))
+                for run in (1, 2, 3)],
+            "created": sorted(set(s.scalars(select(Person.created_at)))) == sorted(
+                set(s.scalars(select(Change.at).where(Change.op == "create", Change.entity == "person")))),
         }
 
 
@@ -113,6 +125,7 @@ def test_read_ahead_writes_exactly_what_reading_in_place_writes(tmp_path: Path, 
             states.append(_state(site))
             counts.append((first.counts, noop.counts, changed.counts, changed.mismatches_by_rule))
     assert states[0] == states[1] == states[2]
+    assert states[0]["times"] == [1, 0, 1] and states[0]["created"] is True
     assert counts[0] == counts[1] == counts[2]
 
 
