@@ -101,13 +101,15 @@ class Enterprise:
         """The source records a correct engine quarantines, with the reason category."""
         return self.answer_key()["quarantined"]
 
-    def mutate(self, fraction: float = 0.01, seed: int = 0) -> dict[str, int]:
+    def mutate(self, fraction: float = 0.01, seed: int = 0, hires: float = 0.0) -> dict[str, int]:
         """Change about `fraction` of staff as a month of HR work would, returning counts.
 
         Department moves (the party transfer usually follows, sometimes not: that opens a
-        branch_mismatch), mobile changes, and a few leavers whose membership is transferred out.
-        Planted and noisy staff are left alone. The answer key stays right because it is always
-        recomputed from the records.
+        branch_mismatch), mobile changes, and a few leavers whose membership is transferred out;
+        with `hires`, that share of the changes again as new hires on probation (not party
+        members), whom a sync must correlate with the persons it has. Planted and noisy staff
+        are left alone. The answer key stays right because it is always recomputed from the
+        records.
         """
         rng = random.Random(seed)
         expected = expected_branches(self.org_units, self.party_orgs)
@@ -142,8 +144,32 @@ class Enterprise:
                 if row is not None:
                     row["status"] = "transferred_out"
                 counts["left"] += 1
+        if hires:
+            counts["hired"] = self._hire(rng, round(len(chosen) * hires), targets, company, mobiles)
         self.version += 1
         return counts
+
+    def _hire(self, rng: random.Random, count: int, targets: dict[str, list[str]], company: dict[str, str],
+              mobiles: set[str]) -> int:
+        """`count` new staff: each looks like a random colleague (age, sex, area of birth) with an
+        ID number, mobile and employee number of their own, in a department of the same company."""
+        ids = {s["id_number"] for s in self.staff}
+        number = max(int(s["employee_no"]) for s in self.staff)
+        for model in rng.sample(self.staff, count):
+            while True:
+                first17 = model["id_number"][:14] + f"{rng.randrange(500) * 2 + int(model['id_number'][16]) % 2:03d}"
+                id_number = first17 + id_check_char(first17)
+                if id_number not in ids:
+                    ids.add(id_number)
+                    break
+            number += 1
+            self.staff.append({
+                **model, "employee_no": str(number), "id_number": id_number, "mobile": _new_mobile(rng, mobiles),
+                "name": rng.choice(self.staff)["name"], "org_unit_code": rng.choice(targets[company[model["org_unit_code"]]]),
+                "employment_status": "probation", "hired_on": (REFERENCE_DATE - timedelta(days=rng.randint(1, 25))).isoformat(),
+                "political_status": "13", "party_joined_on": None,
+            })
+        return count
 
 
 def _company_of(units: dict[str, Record]) -> dict[str, str]:

@@ -16,9 +16,11 @@ One run measures, on the same pages of one local paginated REST fake (benchmarks
    write records, links and change feed, guard, alignment and standardization rules, commit;
 4. **noop** — `dualline sync --full` again, nothing changed: every page fetched and recognised
    as unchanged (the stricter no-op: an incremental one would fetch nothing);
-5. **one_percent** — an incremental `dualline sync` after `Enterprise.mutate(0.01)` changed ~1 %
-   of staff: the fake serves `modified_since` deltas as an HR system with a delta API does, so
-   the run fetches the changed records only — then diffs, writes and re-aligns;
+5. **one_percent** — an incremental `dualline sync` after `Enterprise.mutate(0.01, hires=0.1)`
+   changed ~1 % of staff (department moves, new mobiles, leavers) and hired a tenth as many new
+   staff, whom the run must correlate with the million persons it has: the fake serves
+   `modified_since` deltas as an HR system with a delta API does, so the run fetches the changed
+   records only — then diffs, writes and re-aligns;
 6. **alignment alone** — the `align` phase of the full sync (expected branches and the six
    dual-line rules over the whole enterprise; the report's `phases` holds every phase).
 
@@ -49,6 +51,7 @@ from benchmarks.fake_source import FakeSource
 from benchmarks.sync_bench import _reset_database, run_child, write_config
 
 PAGE_SIZE = 1000
+HIRES = 0.1  # new hires in the 1 % re-sync, as a share of the changed staff (1 000 at a million)
 TARGETS = {"full": 90.0, "noop": 30.0, "one_percent": 10.0, "align": 15.0, "rss_mb": 1024.0}
 
 # dlt's REST API source over the fake's pages; run in a child so its time and memory are its own.
@@ -146,7 +149,7 @@ def measure(staff: int, seed: int, database: str | None, skip_dlt: bool) -> dict
         phases["full"] = run_child(dualline + ["sync", "--json"], env)
         _settle(database)
         phases["noop"] = run_child(dualline + ["sync", "--full", "--json"], env)
-        report["mutated"] = enterprise.mutate(fraction=0.01, seed=seed + 1)
+        report["mutated"] = enterprise.mutate(fraction=0.01, seed=seed + 1, hires=HIRES)
         source.pages(PAGE_SIZE)  # the fake re-serializes now, not inside the timed run
         _settle(database)
         phases["one_percent"] = run_child(dualline + ["sync", "--json"], env)

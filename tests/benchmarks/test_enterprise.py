@@ -128,6 +128,20 @@ def test_mutate_changes_about_one_percent_and_keeps_plants(demo: Enterprise) -> 
     assert after["quarantined"] == before["quarantined"]
 
 
+def test_hires_are_new_staff_with_valid_unique_keys() -> None:
+    copy = generate(staff=2000, seed=1)
+    before = {s["employee_no"] for s in copy.staff}
+    counts = copy.mutate(fraction=0.02, seed=5, hires=0.25)
+    assert counts["hired"] == 10 and len(copy.staff) == 2010
+    hired = [s for s in copy.staff if s["employee_no"] not in before]
+    assert len(hired) == 10 and all(s["employment_status"] == "probation" for s in hired)
+    for key in ("employee_no", "id_number", "mobile"):
+        assert len({s[key] for s in copy.staff}) == len(copy.staff), key
+    assert not [s for s in hired if id_number_problem(s["id_number"], s["birth_date"], s["gender"])]
+    quarantined = {q["key"].get("employee_no") for q in copy.answer_key()["quarantined"]}
+    assert quarantined and not quarantined & {s["employee_no"] for s in hired}
+
+
 def test_demo_sources_are_written_as_exported(demo: Enterprise, tmp_path: Path) -> None:
     written = write_demo_sources(demo, tmp_path)
     config = yaml.safe_load(write_config(tmp_path).read_text(encoding="utf-8"))
