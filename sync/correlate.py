@@ -5,9 +5,10 @@ keyed hash of the ID number. A record with neither is matched only by weak keys 
 date), and any weak candidate needs a human. Whenever more than one person could be meant, the
 answer is an ambiguity, never a guess.
 
-The index is loaded lazily (a no-op re-sync never needs it) and grows with the persons planned in
-the same run, so that a roster row can find a person the staff pull is about to create. At a
-million persons it is the largest thing a run holds, so it is kept compact: a key maps to one
+The index holds the stored persons that the records needing correlation could be about, loaded
+page by page (`PersonIndex.prepare`; a no-op re-sync loads none), and grows with the persons
+planned in the same run, so that a roster row can find a person the staff pull is about to
+create. A first load holds all of its million persons, so the index is kept compact: a key maps to one
 person, or to a list only when several share it; the sources a person is linked from are a tuple
 (a set costs 216 bytes even when empty), one shared by every person linked from the same
 sources (a tuple each: 78 MB at a million staff); repeated names and birth dates are interned.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any, Union
 
 from sqlalchemy import select
@@ -93,9 +95,18 @@ def _text(value: Any) -> Any:
 
 
 class PersonIndex:
+    """The persons records may be about, by employee number, ID-number hash and name.
+
+    A first load (no person stored yet) holds the persons it plans and nothing else. Otherwise
+    `prepare` loads, before a page's records are placed, the stored persons those records could
+    be about — those with one of their employee numbers or ID-number hashes, or for a record
+    with neither one of their names — rather than every stored person: an incremental run with
+    a new hire at a million persons read them all (~10 s, 335 MB) to place one record."""
+
     def __init__(self, session: Session) -> None:
         self._session = session
-        self._loaded = False
+        self._stored: bool | None = None  # whether the database held any person; None: not asked yet
+        self._asked: dict[str, set[str]] = {"employee_no": set(), "id_number_hash": set(), "name": set()}
         self.by_id: dict[int, PersonFacts] = {}
         self.by_emp: dict[str, PersonFacts] = {}
         self.by_idh: dict[str, _Entry] = {}
@@ -104,34 +115,75 @@ class PersonIndex:
 
     # -- loading ------------------------------------------------------------------------------
 
-    def _load(self) -> None:
-        if self._loaded:
+    @property
+    def wants_keys(self) -> bool:
+        """Whether `prepare` may load anything (not in a first load)."""
+        return self._stored is not False
+
+    def prepare(self, keys: Iterable[tuple[str | None, str | None, str | None]]) -> None:
+        """Load the stored persons that records with these (employee number, ID-number hash,
+        name) could be about; the name is given for records matched by name only. Each value
+        is looked up once per run."""
+        if self._stored is None:
+            self._stored = self._session.connection().execute(select(Person.id).limit(1)).first() is not None
+        if not self._stored:
             return
-        self._loaded = True
-        rows = self._session.execute(
-            select(Person.id, Person.name, Person.employee_no, Person.birth_date, Person.id_number_hash)
-        )
-        for pid, name, emp, birth, idh in rows:
-            self._register(
-                PersonFacts(pid, _text(name), emp, _text(birth.isoformat()) if birth else None, idh)
+        wanted: dict[str, set[str]] = {column: set() for column in self._asked}
+        for emp, id_hash, name in keys:
+            for column, value in (("employee_no", emp), ("id_number_hash", id_hash), ("name", name)):
+                if value and value not in self._asked[column]:
+                    wanted[column].add(value)
+        for column, values in wanted.items():
+            if values:
+                self._asked[column] |= values
+                self._load(getattr(Person, column), sorted(values))
+
+    def _load(self, column: Any, values: list[str]) -> None:
+        # Core, not the ORM's column loading; IN lists of 500 (SQLite allows 32 766 variables).
+        conn = self._session.connection()
+        for i in range(0, len(values), 500):
+            rows = conn.execute(
+                select(Person.id, Person.name, Person.employee_no, Person.birth_date, Person.id_number_hash)
+                .where(column.in_(values[i:i + 500]))
             )
-        links = self._session.execute(
+            loaded = []
+            for pid, name, emp, birth, idh in rows:
+                if pid in self.by_id or self._planned(pid, emp, idh, name):
+                    continue  # known already: what this run learnt about it stands
+                self._register(PersonFacts(pid, _text(name), emp, _text(birth.isoformat()) if birth else None, idh))
+                loaded.append(pid)
+            if loaded:
+                self._load_sources(loaded)
+
+    def _planned(self, pid: int, emp: str | None, idh: str | None, name: str | None) -> bool:
+        """Whether the stored person `pid` is one this run planned (and has written since): it
+        is in the index under each of its stored keys, with the id its insert assigned."""
+        for facts in (*_all(self.by_emp, emp or ""), *_all(self.by_idh, idh or ""), *_all(self.by_name, name or "")):
+            if facts.id == pid:
+                self.by_id[pid] = facts
+                return True
+        return False
+
+    def _load_sources(self, person_ids: list[int]) -> None:
+        """The sources with an active staff record or roster row of each of these persons."""
+        conn = self._session.connection()
+        links = conn.execute(
             select(SourceLink.entity_id, SourceLink.source).where(
-                SourceLink.kind == "staff", SourceLink.active.is_(True)
+                SourceLink.kind == "staff", SourceLink.active.is_(True), SourceLink.entity_id.in_(person_ids)
             )
         )
         for pid, source in links:
-            facts = self.by_id.get(pid)
-            if facts is not None and source not in facts.staff_sources:
+            facts = self.by_id[pid]
+            if source not in facts.staff_sources:
                 facts.staff_sources = self._plus(facts.staff_sources, source)
-        members = self._session.execute(
+        members = conn.execute(
             select(Membership.person_id, SourceLink.source)
             .join(SourceLink, (SourceLink.entity_id == Membership.id) & (SourceLink.kind == "party_members"))
-            .where(SourceLink.active.is_(True), Membership.active.is_(True))
+            .where(SourceLink.active.is_(True), Membership.active.is_(True), Membership.person_id.in_(person_ids))
         )
         for pid, source in members:
-            facts = self.by_id.get(pid)
-            if facts is not None and source not in facts.member_sources:
+            facts = self.by_id[pid]
+            if source not in facts.member_sources:
                 facts.member_sources = self._plus(facts.member_sources, source)
 
     def _register(self, facts: PersonFacts) -> None:
@@ -163,10 +215,6 @@ class PersonIndex:
             facts.id_hash = id_hash
             _add(self.by_idh, id_hash, facts)
 
-    def facts_for(self, person_id: int) -> PersonFacts | None:
-        self._load()
-        return self.by_id.get(person_id)
-
     # -- matching -----------------------------------------------------------------------------
 
     def _strong_candidates(self, employee_no: str | None, id_hash: str | None) -> list[PersonFacts]:
@@ -185,7 +233,7 @@ class PersonIndex:
         return facts
 
     def place_staff(self, source: str, external_id: str, data: dict, id_hash: str | None) -> Placement:
-        self._load()
+        """Which person a staff record is about (`prepare` first)."""
         emp = data.get("employee_no")
         found = self._strong_candidates(emp, id_hash)
         if not found:
@@ -206,7 +254,7 @@ class PersonIndex:
     def place_member(
         self, source: str, external_id: str, data: dict, id_hash: str | None, weak_key: bool
     ) -> Placement:
-        self._load()
+        """Which person a roster row is about (`prepare` first)."""
         name, birth, emp = data.get("name"), data.get("birth_date"), data.get("employee_no")
         if weak_key:
             found = [

@@ -8,7 +8,7 @@ pull, the active links that were not seen become deactivations.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from sqlalchemy import exists, select
@@ -23,6 +23,9 @@ from sync.correlate import PersonIndex
 from sync.fields import SENSITIVE_FIELDS, Fingerprinter
 from sync.plan import Ambiguity, Item, NewRow, QuarantinedRecord, Ref, RunPlan, SourceKindStats
 from sync.read_ahead import DUPLICATE, RECORD, UNCHANGED, Recogniser, recognised_pages
+
+# Kinds whose records are placed on persons (sync.correlate) when no link places them.
+_CORRELATED = {"staff", "party_members"}
 
 # Fields every record of a kind must have to be placed at all (last line of defence; mappings
 # normally catch these first, with the source's own column names).
@@ -162,7 +165,7 @@ class Planner:
         ).where(SourceLink.source == source, SourceLink.kind == kind)
         out: dict[str, Link] = {}
         for i in range(0, len(external_ids), 1000):
-            rows = self.session.execute(query.where(SourceLink.external_id.in_(external_ids[i:i + 1000])))
+            rows = self.session.connection().execute(query.where(SourceLink.external_id.in_(external_ids[i:i + 1000])))
             out.update({ext: Link(lid, eid, fp, bool(active)) for ext, lid, eid, fp, active in rows})
         return out
 
@@ -174,7 +177,8 @@ class Planner:
         by_fingerprint: dict[str, str] = {}
         active: set[str] = set()
         inactive: set[str] = set()
-        rows = self.session.execute(
+        # Core, not the ORM's column loading: a million staff links in 1.9 s instead of 2.4.
+        rows = self.session.connection().execute(
             select(SourceLink.external_id, SourceLink.fingerprint, SourceLink.active)
             .where(SourceLink.source == source, SourceLink.kind == kind)
         )
@@ -235,6 +239,8 @@ class Planner:
                 if full:
                     keys = [ext for ext in keys if ext in unseen or ext in inactive]
                 links = self._links(source.name, kind, keys) if keys else {}
+                if kind in _CORRELATED and self.persons.wants_keys:
+                    self.persons.prepare(self._correlation_keys(outcomes, links))
                 for outcome in outcomes:
                     what, ext = outcome[0], outcome[1]
                     if what == UNCHANGED:
@@ -271,6 +277,18 @@ class Planner:
                 stats.deactivate += 1
                 plan.add(Item("deactivate", kind, source.name, ext, Ref(link.entity_id), ext, link_id=link.id))
         return stats
+
+    def _correlation_keys(self, outcomes: list[Any], links: dict[str, Link]) -> Iterator[tuple[Any, ...]]:
+        """(employee number, ID-number hash, name if matched by name only) of a page's records
+        that no link places: those the person index must be ready to place (`_plan_record`)."""
+        for outcome in outcomes:
+            if outcome[0] != RECORD or outcome[1] in links:
+                continue
+            _, _, data, key_field, _, new_row = outcome
+            id_hash = new_row[2] if new_row is not None else None
+            if id_hash is None:
+                id_hash = self.cipher.keyed_hash(data.get("id_number") or None)
+            yield data.get("employee_no"), id_hash, data.get("name") if key_field == "name" else None
 
     def _salt(self, mapping: Mapping, kind: str) -> bytes:
         """What besides the raw record decides its mapped form: the mapping, and the context
