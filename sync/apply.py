@@ -250,7 +250,7 @@ class Applier:
                     or column.name in ("person_id", "provenance") or (default is not None and not default.is_scalar)):
                 continue
             shared[column.name] = default.arg if default is not None else None
-        return shared
+        return {name: value for name, value in shared.items() if name in table.c}
 
     def _insert(self, table: Table, rows: list[dict[str, Any]]) -> Sequence[int]:
         """Insert rows with ids allocated up front; the ids, in the order of the rows."""
