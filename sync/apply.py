@@ -33,7 +33,7 @@ from records.models import (
     utcnow,
 )
 from records.queries import among
-from sync.fields import SENSITIVE_FIELDS, comparable, shown, stored_comparable, stored_shown, to_columns
+from sync.fields import SENSITIVE_FIELDS, columns_of, comparable, shown, stored_comparable, stored_shown, to_columns
 from sync.new_rows import NewRowBuilder
 from sync.plan import KIND_ORDER, NOT_HASHED, Item, NewRow
 
@@ -240,8 +240,7 @@ class Applier:
     def _shared_by_creates(self, kind: str, table: Table) -> dict[str, Any]:
         """The columns every create of `kind` this run inserts gives the same value: the run's
         time, the active flag, and those no field writes (their scalar default, or NULL)."""
-        written = {c for f in COLUMNS[kind]
-                   for c in ((f"{f}_enc", f"{f}_hash", f"{f}_masked") if f in SENSITIVE_FIELDS else (f,))}
+        written = {c for f in COLUMNS[kind] for c in columns_of(f)}
         shared: dict[str, Any] = {"created_at": self.now, "updated_at": self.now,
                                   "staff_active" if kind == "staff" else "active": True}
         for column in table.c:
@@ -453,7 +452,7 @@ class Applier:
         for row_id, names in dirty.items():
             columns: set[str] = set()
             for name in names:
-                columns.update((f"{name}_enc", f"{name}_hash", f"{name}_masked") if name in SENSITIVE_FIELDS else (name,))
+                columns.update(columns_of(name))
             row = rows[row_id]
             params = {c: row[c] for c in columns}
             params["updated_at"] = self.now

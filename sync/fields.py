@@ -21,6 +21,11 @@ DATE_FIELDS = frozenset(
 )
 
 
+def columns_of(name: str) -> tuple[str, ...]:
+    """The columns a canonical field is stored in: its own, or a sensitive one's three."""
+    return (f"{name}_enc", f"{name}_hash", f"{name}_masked") if name in SENSITIVE_FIELDS else (name,)
+
+
 def to_columns(fields: dict[str, Any], cipher: FieldCipher) -> dict[str, Any]:
     """Canonical field values → column values (only the fields given)."""
     out: dict[str, Any] = {}

@@ -26,7 +26,7 @@ from typing import Any
 from records.bulk import BulkInserter
 from records.compact import CREATED, field_bits
 from records.crypto import FieldCipher
-from sync.fields import SENSITIVE_FIELDS
+from sync.fields import SENSITIVE_FIELDS, columns_of
 from sync.plan import NOT_HASHED, NewRow
 
 
@@ -74,8 +74,7 @@ class NewRowBuilder:
         if bits is None:
             return None
         position = {c: i for i, c in enumerate(self.columns)}
-        needed = [c for f in present
-                  for c in ((f"{f}_enc", f"{f}_hash", f"{f}_masked") if f in SENSITIVE_FIELDS else (f,))]
+        needed = [c for f in present for c in columns_of(f)]
         if any(c not in position for c in needed):
             return None  # a field the table has no column for: _new_row ignores it, as before
         converts = self.converts
