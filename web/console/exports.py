@@ -20,7 +20,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from flask import Response, g, render_template, request, send_file, stream_with_context
-from openpyxl import Workbook
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
@@ -103,6 +102,8 @@ def safe_cell(value: Any) -> Any:
 
 
 def xlsx_response(filename: str, title: str, headers: list[str], rows: Iterable[list[Any]]) -> Response:
+    from openpyxl import Workbook  # imported here: every `dualline` command loads this module, few export
+
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(title)
     sheet.append(headers)
