@@ -165,26 +165,29 @@ class PersonIndex:
         return False
 
     def _load_sources(self, person_ids: list[int]) -> None:
-        """The sources with an active staff record or roster row of each of these persons."""
+        """The sources with an active staff record or roster row of each of these persons (IN
+        lists of 500: a common name can stand for thousands of stored persons)."""
         conn = self._session.connection()
-        links = conn.execute(
-            select(SourceLink.entity_id, SourceLink.source).where(
-                SourceLink.kind == "staff", SourceLink.active.is_(True), SourceLink.entity_id.in_(person_ids)
+        for i in range(0, len(person_ids), 500):
+            chunk = person_ids[i:i + 500]
+            links = conn.execute(
+                select(SourceLink.entity_id, SourceLink.source).where(
+                    SourceLink.kind == "staff", SourceLink.active.is_(True), SourceLink.entity_id.in_(chunk)
+                )
             )
-        )
-        for pid, source in links:
-            facts = self.by_id[pid]
-            if source not in facts.staff_sources:
-                facts.staff_sources = self._plus(facts.staff_sources, source)
-        members = conn.execute(
-            select(Membership.person_id, SourceLink.source)
-            .join(SourceLink, (SourceLink.entity_id == Membership.id) & (SourceLink.kind == "party_members"))
-            .where(SourceLink.active.is_(True), Membership.active.is_(True), Membership.person_id.in_(person_ids))
-        )
-        for pid, source in members:
-            facts = self.by_id[pid]
-            if source not in facts.member_sources:
-                facts.member_sources = self._plus(facts.member_sources, source)
+            for pid, source in links:
+                facts = self.by_id[pid]
+                if source not in facts.staff_sources:
+                    facts.staff_sources = self._plus(facts.staff_sources, source)
+            members = conn.execute(
+                select(Membership.person_id, SourceLink.source)
+                .join(SourceLink, (SourceLink.entity_id == Membership.id) & (SourceLink.kind == "party_members"))
+                .where(SourceLink.active.is_(True), Membership.active.is_(True), Membership.person_id.in_(chunk))
+            )
+            for pid, source in members:
+                facts = self.by_id[pid]
+                if source not in facts.member_sources:
+                    facts.member_sources = self._plus(facts.member_sources, source)
 
     def _register(self, facts: PersonFacts) -> None:
         if facts.id is not None:

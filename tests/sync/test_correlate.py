@@ -110,3 +110,24 @@ def test_a_first_load_asks_the_database_once(engine: Engine) -> None:
         first = index.place_staff("hr", "E1", {"employee_no": "E1", "name": "张伟"}, "H1")
         again = index.place_member("party", "m1", {"name": "张伟"}, "H1", weak_key=False)
         assert first.is_new and again.person is first.person
+
+
+def test_a_common_name_loads_its_persons_and_their_sources_in_bounded_statements(engine: Engine) -> None:
+    """A roster row matched by name only, 600 stored persons of that name: every one is a
+    candidate with its sources, and no statement binds more than 500 values (SQLite allows
+    32 766, PostgreSQL 65 535: a name can stand for more persons than that)."""
+    with engine.begin() as conn:
+        conn.execute(insert(Person), [_person(pid, f"E{pid}", f"H{pid}", "王伟") for pid in range(1, 601)])
+        conn.execute(insert(SourceLink), [
+            {"source": "hr", "kind": "staff", "external_id": f"E{pid}", "entity_id": pid, "fingerprint": "f",
+             "active": True} for pid in range(1, 601)])
+    sizes: list[int] = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda conn, cursor, sql, params, *rest: sizes.append(len(params or ())))
+    with Session(engine) as session:
+        index = PersonIndex(session)
+        index.prepare([(None, None, "王伟")])
+        placed = index.place_member("party", "r1", {"name": "王伟"}, None, weak_key=True)
+        assert placed.ambiguous and {c.id for c in placed.candidates} == set(range(1, 601))
+        assert all(index.by_id[pid].staff_sources == ("hr",) for pid in range(1, 601))
+    assert sizes and max(sizes) <= 510
