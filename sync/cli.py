@@ -104,7 +104,10 @@ def print_summary(result: RunResult) -> None:
 def sync_command(sources: tuple[str, ...], dry_run: bool, full: bool, approve: bool, as_json: bool,
                  distributed: bool) -> None:
     """Run sources (all when none are named)."""
+    from sync.lifetime import die_with_parent
     from sync.logs import log_format, setup_logging
+
+    die_with_parent()  # started by `dualline scheduler`: end with it (sync.lifetime)
 
     if log_format() == "json":  # JSON logs tell the run's story; human runs print their summary
         setup_logging("INFO")

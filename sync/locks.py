@@ -65,7 +65,18 @@ def holder_is_dead(holder: str) -> bool:
         return True
     except PermissionError:  # alive, someone else's
         return False
-    return False
+    return _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has ended but was not reaped yet (its parent died too, and nothing adopted
+    and reaped it): signal 0 still reaches it, yet it holds nothing. Linux's /proc tells."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # "pid (comm) state …": comm may hold spaces and parentheses, the state follows the last ")".
+            return stat.read().rpartition(b")")[2].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 class LockHeld(Exception):

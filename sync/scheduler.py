@@ -10,7 +10,8 @@ The single-machine default (Celery workers are for scaling out). What it guarant
   catch-up run now, however many were missed;
 * each run is a child process (`dualline sync SOURCE`) killed when it exceeds
   `scheduler.run_timeout_seconds`: its one transaction never commits and its run lock, whose
-  holder is then dead, is free for the next run;
+  holder is then dead, is free for the next run; a child also dies with the scheduler, even one
+  killed with SIGKILL (sync.lifetime), and the next scheduler's run does it again;
 * two schedulers started by mistake never run one source twice at once: the child takes the
   source's run lock in the database (sync.locks) and the loser exits 1, which is logged;
 * a heartbeat row `scheduler:<host>` in `run_locks`, renewed every third of the lock TTL, which
@@ -38,6 +39,7 @@ from sqlalchemy import Engine, select
 
 from records.models import SyncRun
 from sync.config import Config, ConfigError
+from sync.lifetime import child_environment
 from sync.locks import HOST, beat, new_holder_id
 
 log = logging.getLogger("dualline.scheduler")
@@ -111,7 +113,8 @@ class ChildRunner:
         return [sys.executable, "-c", "from web.cli import main; main()", "sync", source]
 
     def __call__(self, source: str) -> int:
-        env = dict(self.env if self.env is not None else os.environ)
+        # The child dies with this scheduler, even a scheduler killed outright (sync.lifetime).
+        env = child_environment(dict(self.env if self.env is not None else os.environ))
         if self.config_path:
             env["DUALLINE_CONFIG"] = str(self.config_path)
         log.info("sync %s: starting", source)

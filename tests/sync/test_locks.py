@@ -128,6 +128,24 @@ def test_holder_is_dead_only_when_sure() -> None:
     assert not holder_is_dead(f"other-host:{_dead_pid()}:x")
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_an_ended_process_nobody_reaped_yet_is_dead() -> None:
+    """A holder killed along with its parent may stay a zombie until something reaps it; signal 0
+    still reaches a zombie, but it holds nothing."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # ended, not reaped: no wait() until the end
+        with open(f"/proc/{proc.pid}/stat", "rb") as stat:
+            if stat.read().rpartition(b")")[2].split()[0] == b"Z":
+                break
+        time.sleep(0.02)
+    try:
+        os.kill(proc.pid, 0)  # still there for signals
+        assert holder_is_dead(f"{HOST}:{proc.pid}:x")
+    finally:
+        proc.wait()
+
+
 def test_only_runs_without_a_live_lock_are_marked_interrupted(site: Site) -> None:
     engine = site.runtime.engine
     now = utcnow()

@@ -1,6 +1,6 @@
 """`dualline scheduler`: cron from the config, missed fires coalesced into one run, catch-up after
-downtime, the per-run timeout kills the child, the heartbeat row, and two schedulers on one
-database never run one source twice at once."""
+downtime, the per-run timeout kills the child, the heartbeat row, two schedulers on one
+database never run one source twice at once, and a scheduler killed mid-run takes its run along."""
 from __future__ import annotations
 
 import datetime as dt
@@ -21,7 +21,9 @@ from records.db import make_engine, session_factory
 from records.models import RunLock, SyncRun, utcnow
 from sync.config import ConfigError, parse_config
 from sync.scheduler import ChildRunner, add_source_job, build_scheduler, missed_fire, parse_cron, scheduled_sources
-from tests.sync.test_locks import _config, _run, _slow
+from sync.locks import holder_is_dead
+from tests.sync.test_crash import state
+from tests.sync.test_locks import _config, _run, _slow, _wait_for_lock
 
 def _source(schedule: str | None) -> dict:
     block = {"connector": "file", "path": "staff.csv", "provides": ["staff"], "mapping": "canonical"}
@@ -165,3 +167,66 @@ def test_two_schedulers_never_run_a_source_twice_at_once(tmp_path: Path) -> None
     # both schedulers fired, and the one that lost a race logged the holder instead of running
     assert any("skipped" in log and "is locked by" in log for log in logs), logs
     assert len(beats) == 1
+
+
+def _succeeded(url: str) -> bool:
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as s:
+            return s.scalars(select(SyncRun.id).where(SyncRun.status == "succeeded").limit(1)).first() is not None
+    finally:
+        engine.dispose()
+
+
+def test_a_scheduler_killed_mid_run_takes_its_run_along_and_the_next_one_completes_it(tmp_path: Path) -> None:
+    """kill -9 of the scheduler: its running child dies with it (nothing committed, the lock's
+    holder dead), and a scheduler started again runs the source to the same data as a run that
+    was never interrupted."""
+    enterprise = generate(staff=600, seed=5)
+    with FakeSource(enterprise, page_size=100) as source:
+        _slow(source, 0.2)  # a run lasts seconds: the kill lands mid-run
+        urls, configs = {}, {}
+        for name in ("reference", "scheduled"):
+            (tmp_path / name).mkdir()
+            urls[name] = f"sqlite:///{tmp_path / name / 'db.sqlite'}"
+            configs[name] = _config(tmp_path / name, source.url, urls[name])
+            assert _run(configs[name], "init").wait(60) == 0
+        # One scheduled source, so that the uninterrupted run to compare with is one `sync hr`
+        # (three sources fired at once serialise in any order, each order its own history).
+        data = yaml.safe_load(configs["scheduled"].read_text(encoding="utf-8"))
+        data["sources"]["hr"]["schedule"] = "* * * * * *"
+        data["scheduler"].update(run_timeout_seconds=120)
+        configs["scheduled"].write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+        reference = _run(configs["reference"], "sync", "hr")
+
+        first = _run(configs["scheduled"], "scheduler")
+        lock = _wait_for_lock(urls["scheduled"], "source:hr")
+        child = int(lock.holder.split(":")[1])
+        assert child != first.pid  # the run is the scheduler's child, holding the lock itself
+        time.sleep(0.5)
+        assert not holder_is_dead(lock.holder), "the run finished before the scheduler could be killed"
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+        deadline = time.monotonic() + 15
+        while not holder_is_dead(lock.holder) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert holder_is_dead(lock.holder), "the run outlived its scheduler"
+
+        second = _run(configs["scheduled"], "scheduler")
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not _succeeded(urls["scheduled"]):
+                time.sleep(0.2)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            log = second.communicate(timeout=60)[1].decode()
+        assert _succeeded(urls["scheduled"]), log
+        assert reference.wait(180) == 0
+
+    assert state(urls["scheduled"]) == state(urls["reference"])
+    engine = make_engine(urls["scheduled"])
+    with session_factory(engine)() as s:
+        killed = s.scalars(select(SyncRun).where(SyncRun.status == "failed")).all()
+        assert killed and all("interrupted" in (run.error or "") for run in killed)
+        assert s.scalars(select(RunLock).where(RunLock.name.like("source:%"))).all() == []
+    engine.dispose()
