@@ -28,6 +28,12 @@ def _set_log_format(ctx: click.Context, _param: click.Parameter, value: str | No
 
 
 class DualLineGroup(FlaskGroup):
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        # The app is loaded here for the first time (FlaskGroup caches it), knowing the command.
+        global _routes_wanted
+        _routes_wanted = name not in _WITHOUT_ROUTES
+        return super().get_command(ctx, name)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -54,10 +60,16 @@ class DualLineGroup(FlaskGroup):
             sys.exit(1)
 
 
+# Commands that neither serve nor describe the web routes (a scheduled run starts one of these
+# per source and per fire): the app they load leaves the routes out (web.create_app `routes`).
+_WITHOUT_ROUTES = frozenset({"sync", "init", "runs", "scheduler", "worker", "beat"})
+_routes_wanted = True
+
+
 def _create_app() -> Flask:
     from web import create_app
 
-    return create_app()
+    return create_app(routes=_routes_wanted)
 
 
 cli = DualLineGroup(

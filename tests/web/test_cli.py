@@ -138,3 +138,24 @@ def test_check_shows_mapped_samples_and_fails_on_unreachable_source(site: Path, 
     result = invoke("check")
     assert result.exit_code == 1
     assert "✗ hr (rest)" in result.output and "[transport]" in result.output
+
+
+def _app_for(command: str):
+    """The app `dualline COMMAND` loads."""
+    from flask.cli import ScriptInfo
+
+    ctx = cli.make_context("dualline", [command], resilient_parsing=True)
+    assert cli.get_command(ctx, command) is not None
+    return ctx.ensure_object(ScriptInfo).load_app()
+
+
+def test_commands_that_serve_nothing_start_without_the_web_routes(site: Path) -> None:
+    """A sync (one per source and fire under the scheduler) does not register the console, API
+    and SCIM routes it never serves; the commands that serve or list them still have them."""
+    for command in ("sync", "init", "runs", "scheduler", "worker", "beat"):
+        app = _app_for(command)
+        assert [r.rule for r in app.url_map.iter_rules() if r.endpoint != "static"] == [], command
+        assert {"sync", "init", "user", "token"} <= set(app.cli.commands), command
+    for command in ("serve", "routes", "openapi", "transfers"):
+        rules = {r.rule for r in _app_for(command).url_map.iter_rules()}
+        assert {"/healthz", "/metrics", "/login"} <= rules and any(r.startswith("/api/v1/") for r in rules), command
