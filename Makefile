@@ -10,6 +10,9 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# Bytecode for dualline's own packages, as a wheel install writes it (an editable install
+	# does not, and with PYTHONDONTWRITEBYTECODE set every command compiled them at start-up).
+	$(BIN)/python -m compileall -q connectors mappings records sync web
 	touch $@
 
 demo: $(BIN)/.installed

@@ -48,7 +48,7 @@ from typing import Any
 
 from benchmarks.enterprise import Enterprise, generate
 from benchmarks.fake_source import FakeSource
-from benchmarks.sync_bench import _reset_database, run_child, write_config
+from benchmarks.sync_bench import _reset_database, compile_project, run_child, write_config
 
 PAGE_SIZE = 1000
 HIRES = 0.1  # new hires in the 1 % re-sync, as a share of the changed staff (1 000 at a million)
@@ -117,6 +117,7 @@ def _settle(database: str | None) -> None:
 
 
 def measure(staff: int, seed: int, database: str | None, skip_dlt: bool) -> dict[str, Any]:
+    compile_project()
     t0 = time.perf_counter()
     enterprise = build_enterprise(staff, seed)
     report: dict[str, Any] = {

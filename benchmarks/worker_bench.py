@@ -32,7 +32,7 @@ import yaml
 
 from benchmarks.enterprise import generate
 from benchmarks.fake_source import FakeSource
-from benchmarks.sync_bench import write_config
+from benchmarks.sync_bench import compile_project, write_config
 
 DUALLINE = [sys.executable, "-c", "import records.models; from web.cli import main; main()"]
 
@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = parser.parse_args(argv)
 
     from records.db import make_engine, upgrade
+
+    compile_project()
 
     enterprise = generate(staff=opts.staff, seed=opts.seed)
     enterprise.performance.clear()
