@@ -187,6 +187,17 @@ def _config(folder: Path, url: str, database: str) -> Path:
     return path
 
 
+def _sites(tmp_path: Path, url: str, *names: str) -> tuple[dict[str, str], dict[str, Path]]:
+    """An initialised SQLite database and its config per name, each reading the source at `url`."""
+    urls, configs = {}, {}
+    for name in names:
+        (tmp_path / name).mkdir()
+        urls[name] = f"sqlite:///{tmp_path / name / 'db.sqlite'}"
+        configs[name] = _config(tmp_path / name, url, urls[name])
+        assert _run(configs[name], "init").wait(60) == 0
+    return urls, configs
+
+
 def _run(config: Path, *args: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ, DUALLINE_CONFIG=str(config), DUALLINE_SECRET_KEY=TEST_SECRET)
     return subprocess.Popen(DUALLINE + list(args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -212,13 +223,8 @@ def _wait_for_lock(url: str, name: str, timeout: float = 30) -> RunLock:
 def test_two_processes_race_then_sigkill_and_takeover(tmp_path: Path) -> None:
     enterprise = generate(staff=600, seed=5)
     with FakeSource(enterprise, page_size=100) as source:
-        _slow(source, 0.1)  # runs last seconds, so the second process surely meets the first
-        urls, configs = {}, {}
-        for name in ("reference", "raced"):
-            (tmp_path / name).mkdir()
-            urls[name] = f"sqlite:///{tmp_path / name / 'db.sqlite'}"
-            configs[name] = _config(tmp_path / name, source.url, urls[name])
-            assert _run(configs[name], "init").wait(60) == 0
+        _slow(source, 0.25)  # runs last seconds, so the second process surely meets the first, on a loaded machine too
+        urls, configs = _sites(tmp_path, source.url, "reference", "raced")
 
         reference = _run(configs["reference"], "sync")
 

@@ -23,7 +23,7 @@ from sync.config import ConfigError, parse_config
 from sync.scheduler import ChildRunner, add_source_job, build_scheduler, missed_fire, parse_cron, scheduled_sources
 from sync.locks import holder_is_dead
 from tests.sync.test_crash import state
-from tests.sync.test_locks import _config, _run, _slow, _wait_for_lock
+from tests.sync.test_locks import _config, _run, _sites, _slow, _wait_for_lock
 
 def _source(schedule: str | None) -> dict:
     block = {"connector": "file", "path": "staff.csv", "provides": ["staff"], "mapping": "canonical"}
@@ -185,12 +185,7 @@ def test_a_scheduler_killed_mid_run_takes_its_run_along_and_the_next_one_complet
     enterprise = generate(staff=600, seed=5)
     with FakeSource(enterprise, page_size=100) as source:
         _slow(source, 0.2)  # a run lasts seconds: the kill lands mid-run
-        urls, configs = {}, {}
-        for name in ("reference", "scheduled"):
-            (tmp_path / name).mkdir()
-            urls[name] = f"sqlite:///{tmp_path / name / 'db.sqlite'}"
-            configs[name] = _config(tmp_path / name, source.url, urls[name])
-            assert _run(configs[name], "init").wait(60) == 0
+        urls, configs = _sites(tmp_path, source.url, "reference", "scheduled")
         # One scheduled source, so that the uninterrupted run to compare with is one `sync hr`
         # (three sources fired at once serialise in any order, each order its own history).
         data = yaml.safe_load(configs["scheduled"].read_text(encoding="utf-8"))
