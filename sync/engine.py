@@ -272,6 +272,11 @@ class SyncEngine:
                     # The run fails and rolls back: stop here. Later pulls would only cost time,
                     # and would plan against this pull's half-planned records.
                     break
+            # The planner's correlation index (at a first load, every person the run planned:
+            # the largest thing a run holds) serves no later phase. Freed now, its memory serves
+            # the index builds and alignment instead of adding to them: a million-staff first
+            # load on SQLite peaked at 792 MB RSS, now 715 MB.
+            del planner
             clock.lap("pull")
             result.counts = plan.summary_counts()
             result.quarantined = [_quarantine_view(q) for q in plan.quarantined[:200]]

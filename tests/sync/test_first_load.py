@@ -4,6 +4,7 @@ PostgreSQL the run holds the feed, records.stamping.hold_feed); later runs on Po
 theirs and move them in at COMMIT."""
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,24 @@ def _analyses_only_what_changed(site) -> None:  # noqa: ANN001 - a tests.sync.co
     site.runtime.engine.dispose()
     assert site.sync(full=True).status == "succeeded"
     assert analysed == []
+
+
+def test_the_correlation_index_is_freed_before_the_indexes_and_alignment(
+        tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At a first load the planner's index of persons is the largest thing the run holds; no
+    phase after the pull needs it, so it must not add to their memory."""
+    from sync import engine
+    from sync.correlate import PersonIndex
+    from sync.planner import Planner
+
+    alive: list[int] = []
+    real_align = engine.align
+
+    def align(*args, **kwargs):
+        alive.append(sum(isinstance(o, (Planner, PersonIndex)) for o in gc.get_objects()))
+        return real_align(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "align", align)
+    site = make_site(tmp_path / "src", sqlite_url, staff=300, seed=2)
+    assert site.sync().status == "succeeded"
+    assert alive == [0]
