@@ -11,10 +11,11 @@ connections keep working after a child (the next pulls of the same connector).
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from sqlalchemy import select
@@ -160,3 +161,32 @@ def test_a_child_that_dies_fails_the_run(tmp_path: Path, sqlite_url: str, monkey
         assert "ended before the pull was whole" in error["message"]
         with session_factory(site.runtime.engine)() as s:
             assert s.scalar(select(Person.id).limit(1)) is None
+
+
+class _Pair(NamedTuple):
+    first: str
+    second: str
+
+
+def test_pages_cross_the_pipe_unchanged_whatever_their_values_are() -> None:
+    """A page of built-in values goes by marshal; one holding any other type goes by pickle,
+    and each comes out equal to what went in, of the same types."""
+    plain = ("page", [
+        (read_ahead.RECORD, "1001", {"name": "张三", "score": 91.5, "tags": ["a", "b"], "member": True,
+                                     "left_on": None, "level": 3},
+         "employee_no", "b4fea2b0", (("1001", "张三", None), '{"+":[1,"张三"]}')),
+        (read_ahead.UNCHANGED, "1002"),
+        (read_ahead.QUARANTINE, None, {"工号": ""}, "employee_no", "required field is empty"),
+    ], 3, "2026-11-25T00:00:00")
+    blob = read_ahead.encode(plain)
+    assert blob[:1] == b"m"
+    assert read_ahead.decode(blob) == plain
+
+    for odd in (dt.date(2021, 5, 12), _Pair("P1000B0801", "full")):
+        page = ("page", [(read_ahead.RECORD, "1003", {"joined_on": odd}, "employee_no", "c0ffee", None)], 1, None)
+        blob = read_ahead.encode(page)
+        assert blob[:1] == b"p"
+        decoded = read_ahead.decode(blob)
+        assert decoded == page
+        assert type(decoded[1][0][2]["joined_on"]) is type(odd)
+
