@@ -189,4 +189,3 @@ def test_pages_cross_the_pipe_unchanged_whatever_their_values_are() -> None:
         decoded = read_ahead.decode(blob)
         assert decoded == page
         assert type(decoded[1][0][2]["joined_on"]) is type(odd)
-
