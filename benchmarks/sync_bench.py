@@ -70,19 +70,23 @@ def write_config(folder: Path, url: str, database: str, page_size: int, incremen
     return path
 
 
-# Runs argv[2:] and writes its peak RSS (KiB) to argv[1]. Linux carries the *forking* process's
-# RSS high-water mark into a child's ru_maxrss across exec, so a child forked straight from this
-# benchmark (which holds the enterprise and the fake's pages) could never report less than our
-# own peak. The launcher is tiny, so what it reports is the command's own peak.
+# Runs argv[2:] and writes its peak RSS (KiB) and CPU seconds (user, system) to argv[1]. Linux
+# carries the *forking* process's RSS high-water mark into a child's ru_maxrss across exec, so a
+# child forked straight from this benchmark (which holds the enterprise and the fake's pages)
+# could never report less than our own peak. The launcher is tiny, so what it reports is the
+# command's own peak. The CPU times are the command's and those of the processes it forked and
+# waited for (a sync's read-ahead children).
 LAUNCHER = ("import os, subprocess, sys\n"
             "proc = subprocess.Popen(sys.argv[2:])\n"
             "_, status, usage = os.wait4(proc.pid, 0)\n"
-            "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+            "open(sys.argv[1], 'w').write(f'{usage.ru_maxrss} {usage.ru_utime} {usage.ru_stime}')\n"
             "sys.exit(os.waitstatus_to_exitcode(status))\n")
 
 
 def run_child(args: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Run a command; return its wall time, its own peak RSS (MB) and its parsed JSON output.
+    """Run a command; return its wall time, its own peak RSS (MB), its CPU seconds (user and
+    system, with its children's), the CPU seconds this process spent meanwhile (the fake
+    source's serving, where it runs here) and its parsed JSON output.
 
     The page cache's dirty pages are written out first (`os.sync`), so a command does not pay
     for the writes an earlier one left behind (dlt's load files and database, a previous sync's
@@ -91,11 +95,11 @@ def run_child(args: list[str], env: dict[str, str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile() as out_file, \
             tempfile.TemporaryFile() as err_file:
         rss_file = Path(tmp) / "rss"
-        started = time.perf_counter()
+        started, served = time.perf_counter(), time.process_time()
         proc = subprocess.run([sys.executable, "-c", LAUNCHER, str(rss_file), *args],
                               stdout=out_file, stderr=err_file, env=env, check=False)
-        seconds = time.perf_counter() - started
-        rss_mb = int(rss_file.read_text()) / 1024 if rss_file.exists() else float("nan")
+        seconds, served = time.perf_counter() - started, time.process_time() - served
+        rss_kib, user, system = (rss_file.read_text().split() if rss_file.exists() else ("nan",) * 3)
         out_file.seek(0)
         err_file.seek(0)
         out, err = out_file.read().decode(), err_file.read().decode()
@@ -103,8 +107,8 @@ def run_child(args: list[str], env: dict[str, str]) -> dict[str, Any]:
         payload = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
     except json.JSONDecodeError:
         payload = {"raw": out[-2000:]}
-    return {"seconds": seconds, "rss_mb": rss_mb, "exit": proc.returncode,
-            "result": payload, "stderr": err[-2000:]}
+    return {"seconds": seconds, "rss_mb": float(rss_kib) / 1024, "cpu_seconds": float(user) + float(system),
+            "server_cpu_seconds": served, "exit": proc.returncode, "result": payload, "stderr": err[-2000:]}
 
 
 def main(argv: list[str] | None = None) -> int:
