@@ -7,7 +7,7 @@ import sys
 from benchmarks.scale_bench import least_seconds
 from benchmarks.sync_bench import run_child
 
-# Spends about `cpu` CPU-seconds in a forked child it waits for, then prints a JSON line.
+# Spends argv[1] CPU-seconds in a forked child it waits for, then prints a JSON line.
 _BUSY_CHILD = """
 import json, os, sys, time
 def spin(seconds):
