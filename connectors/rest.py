@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urljoin
@@ -331,6 +331,35 @@ def _later(a: Any, b: Any) -> Any:
         return a if str(a) >= str(b) else b
 
 
+def _latest(cursor: Any, values: Iterable[Any]) -> Any:
+    """`_later` folded over `values` from `cursor`, with the same answer, at a fraction of the cost.
+
+    The fold tries `float()` on every record's value, and on a date-time that fails with an
+    exception: ~1 CPU-second over a million staff. A page's values are nearly always all
+    numbers or all text no number can be read from (a ':', or a '-' past the first character
+    without an exponent: an ISO date or date-time). Either way one rule compares every pair,
+    so one max() gives the fold's answer (the first of equal values, as the fold keeps it).
+    Anything else (a mix, a NaN) takes the fold itself."""
+    present = [value for value in values if value is not None]
+    if cursor is not None:
+        present.insert(0, cursor)
+    if len(present) < 2:
+        return present[0] if present else None
+    if all(value.__class__ is str and (":" in value or ("-" in value.lstrip()[1:] and "e" not in value
+                                                          and "E" not in value)) for value in present):
+        return max(present)
+    try:
+        numbers = [float(value) for value in present]
+    except (TypeError, ValueError):
+        numbers = []
+    if numbers and not any(number != number for number in numbers):  # NaN: compares false both ways
+        return present[numbers.index(max(numbers))]
+    latest = None
+    for value in present:
+        latest = _later(latest, value)
+    return latest
+
+
 def _digest(records: list[dict[str, Any]]) -> str:
     """Identity of a page for the repeated-page check: its size and its first and last records
     (hashing every record would cost as much as the sync's own fingerprinting)."""
@@ -406,8 +435,7 @@ class RestConnector(Connector):
                 previous = digest
             request = paginator.advance(request, body, response, records)
             if cursor_field:
-                for record in records:
-                    cursor = _later(cursor, record.get(cursor_field))
+                cursor = _latest(cursor, [record.get(cursor_field) for record in records])
             if records:
                 yield Page(records, None if cursor is None else str(cursor),
                            {"page": paginator.pages, "url": where})

@@ -46,7 +46,7 @@ from sqlalchemy.orm import Session
 from connectors import Connector, SourceError
 from connectors.base import Page
 from connectors.http import extract_records, get_path, parse_json, safe_url
-from connectors.rest import PageRequest, RestConnector, _later, make_paginator
+from connectors.rest import PageRequest, RestConnector, _later, _latest, make_paginator
 from records.models import RunLock, StagedRecord, SyncRun, utcnow
 from sync.config import Config, ConfigError, load_config
 from sync.engine import RunResult, SyncEngine
@@ -309,10 +309,7 @@ def _rest_stride(connector: RestConnector, kind: str, partition: int,
                     f"page {index + 1} of {expected} has {len(records)} records, expected {want}; the server "
                     f"may cap page_size (lower it) or the source changed during the pull",
                     error_class="truncated", source=connector.name, kind=kind)
-            cursor = None
-            if cursor_field:
-                for record in records:
-                    cursor = _later(cursor, record.get(cursor_field))
+            cursor = _latest(None, [record.get(cursor_field) for record in records]) if cursor_field else None
             yield index, Page(records, None if cursor is None else str(cursor), {"page": index + 1, "url": where}), \
                 {"expected_pages": expected, "total_records": total_records}
             index += partitions

@@ -10,7 +10,7 @@ from marshmallow import ValidationError
 
 from connectors.base import SourceError
 from connectors.registry import get_connector_class
-from connectors.rest import RestConnector, RestSourceSchema
+from connectors.rest import RestConnector, RestSourceSchema, _later, _latest
 from tests.fakes.http_source import PagedApi, make_people
 
 BASE = "http://hr.example.com/api"
@@ -324,3 +324,42 @@ def test_check_reads_the_first_page_only():
     serve(PagedApi(make_people(60), style="page_number"))
     make_connector({"records_path": "data.dataList"}, pagination=WEAVER_PAGING).check()
     assert len(responses.calls) == 1
+
+
+# -- a page's cursor ------------------------------------------------------------------------
+
+def _folded(cursor: Any, values: list[Any]) -> Any:
+    for value in values:
+        cursor = _later(cursor, value)
+    return cursor
+
+
+@pytest.mark.parametrize("cursor, values, latest", [
+    (None, ["2024-03-01T08:00:00", "2024-05-01T00:00:00", "2024-04-30T23:59:59"], "2024-05-01T00:00:00"),
+    ("2024-06-01", ["2024-03-01", None, "2024-05-01"], "2024-06-01"),
+    (None, [1700000000000, 1600000000000, 1700000000001], 1700000000001),
+    (None, ["999", "1700000000000", "15"], "1700000000000"),  # numbers as text: numerically
+    (None, [" -5", "-7", "1e-5"], "1e-5"),  # a sign or an exponent still reads as a number
+    (None, ["2024-01-01", "20240101", "2024-01-02 00:00:00"], "20240101"),  # a mix: the fold's answer
+    (None, ["nan", "5", "3"], "5"),  # NaN loses every comparison in the fold
+    (None, [None, None], None),
+    ("2024-01-01", [], "2024-01-01"),
+])
+def test_a_pages_cursor_is_the_folds_answer(cursor: Any, values: list[Any], latest: Any) -> None:
+    assert _latest(cursor, values) == _folded(cursor, values) == latest
+
+
+def test_a_pages_cursor_agrees_with_the_fold_on_random_mixes() -> None:
+    import random
+
+    rng = random.Random(6)
+    kinds = [lambda: None, lambda: rng.randint(-10**13, 10**13), lambda: str(rng.randint(0, 10**13)),
+             lambda: f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+             lambda: f"2024-{rng.randint(1, 12):02d}-01T{rng.randint(0, 23):02d}:00:00",
+             lambda: rng.choice(["", "n/a", " -3", "1e-5", "nan", "inf", "1_000", "2024-01-01e"]),
+             lambda: rng.random()]
+    for _ in range(3000):
+        pool = rng.sample(kinds, rng.randint(1, 3))
+        values = [rng.choice(pool)() for _ in range(rng.randint(0, 8))]
+        cursor = rng.choice(pool)()
+        assert _latest(cursor, values) == _folded(cursor, values), (cursor, values)
