@@ -1,4 +1,4 @@
-"""The generic REST connector: config, every pagination style, truncation and loop detection."""
+"""The generic REST connector: config, every pagination style, truncation and loop detection, a page's cursor."""
 from __future__ import annotations
 
 import json
