@@ -57,7 +57,7 @@ from connectors.http import (
     safe_url,
 )
 from connectors.registry import register
-from connectors.rest import PageNumberPaginator, PaginationSchema, _later
+from connectors.rest import PageNumberPaginator, PaginationSchema, _latest
 from connectors.soap import (
     SoapClient,
     SoapOptionsSchema,
@@ -202,11 +202,7 @@ def _empty_answer(operation: str, where: str) -> SourceError:
 
 
 def _max_cursor(since: str | None, records: Iterable[Mapping[str, Any]], field: str) -> str | None:
-    cursor: Any = since
-    for record in records:
-        value = record.get(field)
-        if value not in (None, ""):
-            cursor = _later(cursor, value)
+    cursor = _latest(since, [value for record in records if (value := record.get(field)) not in (None, "")])
     return None if cursor is None else str(cursor)
 
 
