@@ -6,7 +6,7 @@ BIN     = $(VENV)/bin
 
 .PHONY: demo test bench bench-scale clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml setup.py records/_sqlite_rows.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

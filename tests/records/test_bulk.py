@@ -3,7 +3,9 @@ real run) and inserted later behind the ids the run assigns — read back alike.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import pickle
+import sqlite3
 
 import pytest
 from sqlalchemy import Engine, delete, insert, inspect, select
@@ -225,3 +227,102 @@ def test_columns_every_row_shares_are_stored_as_if_each_row_bound_them(engine: E
         row = conn.execute(select(table).where(table.c.id == 2)).one()
     assert (row.created_at, row.staff_active, row.position) == (at, True, AWKWARD + "\x00")
     assert row.provenance == {"name": "hr", "引号": "'"} and row.hired_on == dt.date(2020, 2, 29)
+
+
+# -- the C inserter (records._sqlite_rows) --------------------------------------------------------
+
+def _c_inserter():
+    from records import bulk
+
+    if bulk._c_insert_rows is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("records._sqlite_rows was not built: `pip install -e .` compiles it (setup.py)")
+        pytest.skip("records._sqlite_rows is not built here")
+    return bulk._c_insert_rows
+
+
+KINDS = [None, 0, -1, 2**63 - 1, -(2**63), True, False, 1.5, -0.0, float("inf"), float("nan"),
+         "", "张伟", AWKWARD, "nul\x00inside", "\U0001f600 astral", b"", b"\x00\xffbytes"]
+
+
+def test_the_c_inserter_stores_what_the_driver_stores() -> None:
+    """Every type it takes, value for value and type for type, as executemany binds it."""
+    insert_rows = _c_inserter()
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (k INTEGER, v)")
+    rows = [(i, value) for i, value in enumerate(KINDS)]
+    conn.execute("BEGIN")
+    assert insert_rows(conn, "INSERT INTO t VALUES (?, ?)", rows) == len(rows)
+    conn.executemany("INSERT INTO t VALUES (?, ?)", [(i + 100, v) for i, v in rows])
+    conn.commit()
+    ours = conn.execute("SELECT v, typeof(v), length(v) FROM t WHERE k < 100 ORDER BY k").fetchall()
+    theirs = conn.execute("SELECT v, typeof(v), length(v) FROM t WHERE k >= 100 ORDER BY k").fetchall()
+    assert ours == theirs
+    assert ours[KINDS.index("nul\x00inside")][0] == "nul\x00inside"
+
+
+def test_the_c_inserter_stops_where_the_driver_must_take_over() -> None:
+    """It inserts the leading rows it takes as is and says how many; the row it stops at (a type
+    it leaves to the driver, a wrong width, a failed constraint) is not inserted."""
+    insert_rows = _c_inserter()
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v)")
+    sql = "INSERT INTO t VALUES (?, ?)"
+    conn.execute("BEGIN")
+    assert insert_rows(conn, sql, [(1, "a"), (2, dt.date(2026, 1, 1)), (3, "c")]) == 1
+    assert insert_rows(conn, sql, [(2, "b"), (3,), (4, "d")]) == 1
+    assert insert_rows(conn, sql, [[3, "c"]]) == 0  # a list, not a tuple
+    assert insert_rows(conn, sql, [(3, 2**63)]) == 0  # does not fit in 64 bits
+    assert insert_rows(conn, sql, [(3, "c"), (1, "again"), (4, "d")]) == 1  # the key is taken
+    assert conn.in_transaction
+    conn.commit()
+    assert conn.execute("SELECT k, v FROM t ORDER BY k").fetchall() == [(1, "a"), (2, "b"), (3, "c")]
+
+
+def test_the_c_inserter_writes_nothing_outside_a_transaction() -> None:
+    """Each row would commit on its own there; and a statement it cannot prepare is the
+    driver's to report."""
+    insert_rows = _c_inserter()
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (v)")
+    assert insert_rows(conn, "INSERT INTO t VALUES (?)", [("a",)]) == 0
+    conn.execute("BEGIN")
+    assert insert_rows(conn, "INSERT INTO nowhere VALUES (?)", [("a",)]) == 0
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    with pytest.raises(TypeError):
+        insert_rows(object(), "INSERT INTO t VALUES (?)", [("a",)])
+
+
+def test_rows_the_c_inserter_leaves_go_through_the_driver(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through BulkInserter on SQLite: what the C inserter stops at is inserted (or refused) by
+    the driver, with SQLAlchemy's errors, in the same transaction; change rows are stamped."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the C inserter is SQLite's")
+    from records import bulk
+
+    c_insert_rows, took = _c_inserter(), []
+
+    def counted(driver, sql, rows):
+        took.append(c_insert_rows(driver, sql, rows))
+        return took[-1]
+
+    monkeypatch.setattr(bulk, "_c_insert_rows", counted)
+    columns = ("run_id", "actor", "entity", "entity_id", "op", "changed", "at")
+    at = utcnow()
+    with engine.begin() as conn:
+        inserter = BulkInserter(conn, Change.__table__, columns)
+        inserter.insert_tuples([(1, "cli", "person", 1, "create", "{}", at.isoformat(" "))])  # opens it
+        inserter.insert_tuples([(1, "cli", "person", 2, "create", "{}", at.isoformat(" ")),
+                                (1, "cli", "person", 3, "create", "{}", at)])  # a datetime: the driver's
+    assert took == [1]
+    with engine.connect() as conn:
+        assert conn.execute(select(Change.entity_id).order_by(Change.id)).scalars().all() == [1, 2, 3]
+        assert None not in conn.execute(select(Change.seq)).scalars().all()  # stamped at commit
+    columns = ("id", "employee_no", "name", "staff_active", "provenance")
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        inserter = BulkInserter(conn, Person.__table__, columns)
+        inserter.insert_tuples([(1, "E1", "张三", 1, "{}")])
+        inserter.insert_tuples([(2, "E2", "李四", 1, "{}"), (3, "E1", "重号", 1, "{}"), (4, "E4", "王五", 1, "{}")])
+    assert took[-1] == 1
+    with engine.connect() as conn:
+        assert conn.execute(select(Person.id)).scalars().all() == []  # the transaction rolled back
