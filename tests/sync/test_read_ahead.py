@@ -4,7 +4,8 @@ Against the paginated REST fake (pages of 100), the staff (30 pages) and roster 
 pulls of a 3 000-staff enterprise pass `AHEAD_AFTER_PAGES` — the roster's mapping resolves
 branch names, so the child maps with what the run learned before it forked. The data and the
 change feed are exactly what the same syncs write without reading ahead, and without any
-create's row made by sync.new_rows (full, no-op, 5 % changed; SQLite and PostgreSQL); a source error on
+create's row made by sync.new_rows (full, no-op, 5 % changed; SQLite and PostgreSQL), and on
+SQLite without the C inserter (records._sqlite_rows); a source error on
 a page the child reads fails the run with the same error class and applies nothing; a child
 that dies fails the run, never applying a half-read pull as if it were whole. The parent's HTTP
 connections keep working after a child (the next pulls of the same connector).
@@ -22,6 +23,7 @@ from sqlalchemy import select
 
 from benchmarks.enterprise import generate
 from benchmarks.fake_source import FakeSource
+from records import bulk
 from records.db import session_factory
 from records.models import Change, Membership, OrgUnit, PartyOrg, Person, SourceLink
 from sync import read_ahead
@@ -30,7 +32,8 @@ from tests.conftest import _fresh_server_database
 from tests.sync.test_failures import RestSite
 
 STAFF = 3000
-MODES = ("ahead", "in_place", "unbuilt")
+MODES = ("ahead", "in_place", "driver", "unbuilt")
+SQLITE_ONLY = ("driver",)  # elsewhere the driver does every insert anyway
 
 
 def _state(site: RestSite) -> dict[str, Any]:
@@ -65,21 +68,23 @@ def _state(site: RestSite) -> dict[str, Any]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def three_databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, ...]]:
-    """Three empty databases of one kind: synced reading ahead, reading in place, and reading in
-    place with no row builder (sync.new_rows) at all: `Applier._new_row` makes every create's row."""
+def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """An empty database of one kind per mode: synced reading ahead, reading in place, reading in
+    place with every insert through the driver (SQLite: no C inserter), and reading in place with
+    no row builder (sync.new_rows) at all: `Applier._new_row` makes every create's row."""
     if request.param == "sqlite":
-        yield tuple(f"sqlite:///{tmp_path / (mode + '.db')}" for mode in MODES)
+        yield {mode: f"sqlite:///{tmp_path / (mode + '.db')}" for mode in MODES}
         return
-    servers = [_fresh_server_database("postgresql") for _ in MODES]
+    modes = [mode for mode in MODES if mode not in SQLITE_ONLY]
+    servers = [_fresh_server_database("postgresql") for _ in modes]
     try:
-        yield tuple(url for url, _ in servers)
+        yield {mode: url for mode, (url, _) in zip(modes, servers)}
     finally:
         for _, drop in servers:
             drop()
 
 
-def test_read_ahead_writes_exactly_what_reading_in_place_writes(tmp_path: Path, three_databases: tuple[str, ...],
+def test_read_ahead_writes_exactly_what_reading_in_place_writes(tmp_path: Path, databases: dict[str, str],
                                                               monkeypatch: pytest.MonkeyPatch, forks: list[int]) -> None:
     # Rows built in this process (a failed build would fall back silently: count the successes).
     built: list[str] = []
@@ -98,10 +103,12 @@ def test_read_ahead_writes_exactly_what_reading_in_place_writes(tmp_path: Path, 
 
     monkeypatch.setattr(Applier, "row_builder", counting_row_builder)
     states, counts = [], []
-    for db_url, mode in zip(three_databases, MODES):
+    for mode, db_url in databases.items():
         ahead = mode == "ahead"
         if not ahead:
             monkeypatch.setattr(read_ahead, "AHEAD_AFTER_PAGES", 10**9)
+        if mode == "driver":
+            monkeypatch.setattr(bulk, "_c_insert_rows", None)
         if mode == "unbuilt":  # every create's row made by Applier._new_row, field by field
             monkeypatch.setattr(Applier, "row_builder", lambda self, kind, source: None)
         forks.clear()
@@ -114,7 +121,7 @@ def test_read_ahead_writes_exactly_what_reading_in_place_writes(tmp_path: Path, 
             assert first.status == "succeeded"
             # Staff and roster (and the appraisals) were read ahead, or nothing was.
             assert (len(forks) >= 2) if ahead else not forks
-            if mode == "in_place":  # every new staff record's row was built ahead, none failed
+            if mode in ("in_place", "driver"):  # every new staff record's row was built ahead, none failed
                 assert built.count("staff") >= first.counts["staff"]["created"] > 0
             elif mode == "unbuilt":
                 assert not built
@@ -125,9 +132,9 @@ def test_read_ahead_writes_exactly_what_reading_in_place_writes(tmp_path: Path, 
             assert changed.status == "succeeded" and changed.counts["staff"]["updated"]
             states.append(_state(site))
             counts.append((first.counts, noop.counts, changed.counts, changed.mismatches_by_rule))
-    assert states[0] == states[1] == states[2]
+    assert all(state == states[0] for state in states[1:])
     assert states[0]["times"] == [1, 0, 1] and states[0]["created"] is True
-    assert counts[0] == counts[1] == counts[2]
+    assert all(count == counts[0] for count in counts[1:])
 
 
 def test_a_source_error_on_a_page_read_ahead_fails_the_run(tmp_path: Path, sqlite_url: str) -> None:
