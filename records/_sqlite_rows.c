@@ -17,6 +17,10 @@
  * inserted (a failed INSERT undoes itself), so the caller runs the rest through the driver,
  * which converts or raises exactly as it always did. With no transaction open it inserts
  * nothing: each step would commit on its own.
+ *
+ * The GIL stays held for the whole list (a batch of 2 000 rows: a few milliseconds), where the
+ * driver gives it up around every row: SQLite waits for a lock only when it takes one, and a
+ * transaction that has begun writing already holds the write lock.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
