@@ -93,6 +93,7 @@ static int bind_row(sqlite3_stmt *stmt, PyObject *row, int count) {
 }
 
 static PyObject *insert_rows(PyObject *module, PyObject *args) {
+    (void)module;
     PyObject *connection, *rows;
     const char *sql;
     Py_ssize_t sql_size;
@@ -131,7 +132,9 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "records._sqlite_rows", NULL, -1, methods};
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "records._sqlite_rows", NULL, -1, methods, NULL, NULL, NULL, NULL,
+};
 
 #define LOOK_UP(pointer, name)                                                  \
     if (!(*(void **)&pointer = dlsym(library, name))) {                         \
