@@ -16,7 +16,8 @@
  * str or bytes, or a step that fails (a constraint, a busy database). The row it stops at is not
  * inserted (a failed INSERT undoes itself), so the caller runs the rest through the driver,
  * which converts or raises exactly as it always did. With no transaction open it inserts
- * nothing: each step would commit on its own.
+ * nothing: each step would commit on its own; nor for more than one statement or one that
+ * returns rows.
  *
  * The GIL stays held for the whole list (a batch of 2 000 rows: a few milliseconds), where the
  * driver gives it up around every row: SQLite waits for a lock only when it takes one, and a
@@ -43,6 +44,7 @@ static int (*step)(sqlite3_stmt *);
 static int (*reset)(sqlite3_stmt *);
 static int (*finalize)(sqlite3_stmt *);
 static int (*get_autocommit)(sqlite3 *);
+static int (*column_count)(sqlite3_stmt *);
 
 /* CPython's sqlite3.Connection begins with its sqlite3* handle (Modules/_sqlite/connection.h,
  * 3.11 to 3.13; records.bulk loads this module only on versions where that was checked). */
@@ -107,9 +109,18 @@ static PyObject *insert_rows(PyObject *module, PyObject *args) {
     if (db == NULL || get_autocommit(db) || sql_size > INT_MAX)
         return PyLong_FromLong(0); /* closed, or no transaction open: the driver's way */
     sqlite3_stmt *stmt = NULL;
-    if (prepare_v2(db, sql, (int)sql_size, &stmt, NULL) != SQLITE_OK || stmt == NULL) {
+    const char *tail = NULL;
+    if (prepare_v2(db, sql, (int)sql_size, &stmt, &tail) != SQLITE_OK || stmt == NULL) {
         finalize(stmt);
         return PyLong_FromLong(0); /* the driver reports what is wrong with the statement */
+    }
+    while (tail != NULL && tail < sql + sql_size && Py_ISSPACE(*tail))
+        tail++;
+    if ((tail != NULL && tail < sql + sql_size) || column_count(stmt) != 0) {
+        /* More than one statement (the driver refuses it), or one that returns rows
+         * (RETURNING: its first step would write, and stopping there would write it twice). */
+        finalize(stmt);
+        return PyLong_FromLong(0);
     }
     int count = bind_parameter_count(stmt);
     Py_ssize_t done = 0, total = PyList_GET_SIZE(rows);
@@ -173,5 +184,6 @@ PyMODINIT_FUNC PyInit__sqlite_rows(void) {
     LOOK_UP(reset, "sqlite3_reset")
     LOOK_UP(finalize, "sqlite3_finalize")
     LOOK_UP(get_autocommit, "sqlite3_get_autocommit")
+    LOOK_UP(column_count, "sqlite3_column_count")
     return PyModule_Create(&module_def);
 }

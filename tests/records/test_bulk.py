@@ -280,15 +280,19 @@ def test_the_c_inserter_stops_where_the_driver_must_take_over() -> None:
 
 
 def test_the_c_inserter_writes_nothing_outside_a_transaction() -> None:
-    """Each row would commit on its own there; and a statement it cannot prepare is the
-    driver's to report."""
+    """Each row would commit on its own there; a statement it cannot prepare is the driver's to
+    report, and so are several statements, or one that returns rows."""
     insert_rows = _c_inserter()
     conn = sqlite3.connect(":memory:")
     conn.execute("CREATE TABLE t (v)")
     assert insert_rows(conn, "INSERT INTO t VALUES (?)", [("a",)]) == 0
     conn.execute("BEGIN")
     assert insert_rows(conn, "INSERT INTO nowhere VALUES (?)", [("a",)]) == 0
-    assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    assert insert_rows(conn, "INSERT INTO t VALUES (?); DELETE FROM t", [("a",)]) == 0
+    if sqlite3.sqlite_version_info >= (3, 35):  # RETURNING: a step writes before its first row
+        assert insert_rows(conn, "INSERT INTO t VALUES (?) RETURNING v", [("a",)]) == 0
+    assert insert_rows(conn, "INSERT INTO t VALUES (?)  \n", [("b",)]) == 1  # trailing space is fine
+    assert conn.execute("SELECT v FROM t").fetchall() == [("b",)]
     with pytest.raises(TypeError):
         insert_rows(object(), "INSERT INTO t VALUES (?)", [("a",)])
 
