@@ -279,7 +279,7 @@ def test_the_c_inserter_stops_where_the_driver_must_take_over() -> None:
     assert conn.execute("SELECT k, v FROM t ORDER BY k").fetchall() == [(1, "a"), (2, "b"), (3, "c")]
 
 
-def test_the_c_inserter_writes_nothing_outside_a_transaction() -> None:
+def test_the_c_inserter_leaves_other_transactions_and_statements_to_the_driver() -> None:
     """Each row would commit on its own there; a statement it cannot prepare is the driver's to
     report, and so are several statements, or one that returns rows."""
     insert_rows = _c_inserter()
