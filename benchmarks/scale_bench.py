@@ -9,7 +9,8 @@ One run measures, on the same pages of one local paginated REST fake (benchmarks
 
 1. **floor** — fetch every page and insert its rows, nothing else (benchmarks.floor);
 2. **dlt** — a plain load of the same pages by dlt's REST API source into the same kind of
-   database (`dlt.destinations.sqlalchemy` on SQLite, `dlt.destinations.postgres`), the yardstick
+   database (`dlt.destinations.sqlalchemy` on SQLite, with one load worker: SQLite has one
+   writer; `dlt.destinations.postgres`), the yardstick
    of a well-known general-purpose loader; it does less than a sync (no mapping, correlation,
    diff, history, alignment) but normalises and loads through files as such tools do;
 3. **full** — `dualline sync` into an empty database: fetch, map, validate, correlate, encrypt,
@@ -27,7 +28,9 @@ One run measures, on the same pages of one local paginated REST fake (benchmarks
 Each command's CPU seconds (user and system, its children's included) are reported beside its
 wall time, with the fake source's CPU meanwhile; `full_least_seconds` is the full sync's work
 spread over every core with none idle — no schedule of that work finishes sooner, whatever the
-overlap.
+overlap. `full_least_seconds_serial_tail` is tighter: the phases after the pull (index builds,
+alignment, rules, commit) run in the run's one process inside its one transaction, after the
+pull and on one core, so only the rest of the work can be spread.
 
 Before each command the kernel writes out the dirty pages the previous one left (`os.sync`) and a
 PostgreSQL server takes a CHECKPOINT: each command pays for its own writes, not for dlt's.
@@ -61,10 +64,16 @@ TARGETS = {"full": 90.0, "noop": 30.0, "one_percent": 10.0, "align": 15.0, "rss_
 
 # dlt's REST API source over the fake's pages; run in a child so its time and memory are its own.
 DLT_LOAD = """
-import sys, tempfile
+import os, sys, tempfile
+url, database = sys.argv[1], sys.argv[2]
+if database.startswith("sqlite"):
+    # SQLite has one writer. dlt loads a package's jobs on 20 threads by default, and on SQLite
+    # they wait on each other's write lock until one gives up: "database is locked", the load
+    # failed part-way (two of three million-staff runs, 2026-11-25). One load worker, as for
+    # any single-writer database.
+    os.environ.setdefault("LOAD__WORKERS", "1")
 import dlt
 from dlt.sources.rest_api import rest_api_source
-url, database = sys.argv[1], sys.argv[2]
 source = rest_api_source({
     "client": {"base_url": url, "paginator": {"type": "page_number", "base_page": 1,
                                                "page_param": "page", "total_path": "total_pages"}},
@@ -164,6 +173,9 @@ def measure(staff: int, seed: int, database: str | None, skip_dlt: bool) -> dict
                                  "cpu_seconds": round(phase["cpu_seconds"], 2),
                                  "fake_cpu_seconds": round(phase["server_cpu_seconds"], 2), "exit": phase["exit"]}
         result = phase["result"]
+        if name in ("floor", "dlt"):
+            # A yardstick that failed part-way did less than the load it stands for.
+            entry["status"] = "succeeded" if phase["exit"] == 0 else "failed"
         if name in ("full", "noop", "one_percent"):
             entry["status"] = result.get("status")
             entry["phases"] = result.get("phases")
@@ -174,6 +186,7 @@ def measure(staff: int, seed: int, database: str | None, skip_dlt: bool) -> dict
         report[name] = entry
     report["cores"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     report["full_least_seconds"] = least_seconds(report["full"], report["cores"])
+    report["full_least_seconds_serial_tail"] = least_seconds_with_tail(report["full"], report["cores"])
     report["verdicts"] = verdicts(report)
     return report
 
@@ -187,6 +200,24 @@ def least_seconds(entry: dict[str, Any], cores: int | None) -> float:
     return round((entry["cpu_seconds"] + entry["fake_cpu_seconds"]) / (cores or 1), 2)
 
 
+TAIL_PHASES = ("apply", "align", "rules", "commit")
+
+
+def least_seconds_with_tail(entry: dict[str, Any], cores: int | None) -> float | None:
+    """The least wall time of this command's work when its phases after the pull (TAIL_PHASES)
+    stay where the run's design puts them: after the pull, in one process (SQLite has one
+    writer; the run's transaction holds it). Their wall time counts whole; the rest of the CPU
+    (the pull's, start-up's, the fake's) is spread over every core. A lower bound for today's
+    work and today's order of it: the tail's CPU is at most its wall time, so at least that much
+    CPU is left to spread. None when the command reported no phases."""
+    phases = entry.get("phases") or {}
+    if not all(p in phases for p in TAIL_PHASES):
+        return None
+    tail = sum(phases[p] for p in TAIL_PHASES)
+    rest = max(0.0, entry["cpu_seconds"] + entry["fake_cpu_seconds"] - tail)
+    return round(tail + rest / (cores or 1), 2)
+
+
 def verdicts(report: dict[str, Any]) -> dict[str, bool]:
     """Issue 6's targets, each true or false."""
     full = report["full"]["seconds"]
@@ -196,11 +227,12 @@ def verdicts(report: dict[str, Any]) -> dict[str, bool]:
         "1 % ≤ 10 s": report["one_percent"]["seconds"] <= TARGETS["one_percent"],
         "alignment ≤ 15 s": (report["full"].get("phases") or {}).get("align", 1e9) <= TARGETS["align"],
         "peak RSS ≤ 1 GB": max(report[p]["peak_rss_mb"] for p in ("full", "noop", "one_percent")) <= TARGETS["rss_mb"],
-        "full ≤ 3 × floor": full <= 3 * report["floor"]["seconds"],
+        "full ≤ 3 × floor": full <= 3 * report["floor"]["seconds"] and report["floor"].get("status") == "succeeded",
     }
     if "dlt" in report:
-        out["full ≤ ½ dlt"] = full <= report["dlt"]["seconds"] / 2
-    out["all succeeded"] = all(report[p].get("status") == "succeeded" for p in ("full", "noop", "one_percent"))
+        out["full ≤ ½ dlt"] = full <= report["dlt"]["seconds"] / 2 and report["dlt"].get("status") == "succeeded"
+    measured = ("floor", "dlt", "full", "noop", "one_percent")
+    out["all succeeded"] = all(report[p].get("status") == "succeeded" for p in measured if p in report)
     return out
 
 
@@ -226,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r.get('status') or ('ok' if not r['exit'] else 'FAILED')}{extra}")
         print(f"full sync: no schedule on {report['cores']} cores takes under {report['full_least_seconds']:.2f} s "
               f"(its CPU and the fake's, every core busy); 3 × floor is {3 * report['floor']['seconds']:.2f} s")
+        if report["full_least_seconds_serial_tail"] is not None:
+            print(f"full sync: with the phases after the pull on one core, as the run does them, "
+                  f"under {report['full_least_seconds_serial_tail']:.2f} s")
         for name, ok in report["verdicts"].items():
             print(f"  {'met   ' if ok else 'MISSED'}  {name}")
     return 0 if all(report["verdicts"].values()) else 1

@@ -108,7 +108,15 @@ def run_child(args: list[str], env: dict[str, str]) -> dict[str, Any]:
     except json.JSONDecodeError:
         payload = {"raw": out[-2000:]}
     return {"seconds": seconds, "rss_mb": float(rss_kib) / 1024, "cpu_seconds": float(user) + float(system),
-            "server_cpu_seconds": served, "exit": proc.returncode, "result": payload, "stderr": err[-2000:]}
+            "server_cpu_seconds": served, "exit": proc.returncode, "result": payload, "stderr": _ends(err)}
+
+
+def _ends(text: str, keep: int = 1500) -> str:
+    """The head and tail of a long error output: the head names the error, the tail says
+    where it ended up (a driver's error quotes its statement's parameters in between)."""
+    if len(text) <= 2 * keep:
+        return text
+    return f"{text[:keep]}\n[… {len(text) - 2 * keep} characters left out …]\n{text[-keep:]}"
 
 
 def main(argv: list[str] | None = None) -> int:
